@@ -1,0 +1,227 @@
+"""Command line: ``python -m kdcore run|presets|methods|sweep ...``.
+
+Bad input (unknown preset, invalid YAML, unknown ``--set`` key or bad value) prints one line
+naming the problem and exits with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Callable
+
+from kdcore.presets import PRESETS, PresetError, load_preset
+from kdcore.spec import ExperimentSpec, SpecError
+
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = {}
+
+
+class UsageError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def command(name: str, help_: str):
+    def deco(pair):
+        add_args, run = pair
+        COMMANDS[name] = (add_args, run, help_)
+        return pair
+
+    return deco
+
+
+def spec_from_args(args: argparse.Namespace) -> ExperimentSpec:
+    if args.preset and args.config:
+        raise UsageError("give either --preset or --config, not both")
+    try:
+        if args.config:
+            spec = ExperimentSpec.load(args.config)
+        else:
+            spec = load_preset(args.preset or "digits-av")
+        return spec.with_overrides(args.set or [])
+    except (SpecError, PresetError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def add_spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", help=f"preset name ({', '.join(PRESETS)})")
+    p.add_argument("--config", help="experiment YAML file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a spec field, e.g. --set train.lr=0.01 --set distill.losses.kd.weight=0.5")
+
+
+class ProgressPrinter:
+    """Subscriber: a one-line progress bar per phase on stderr."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.total = 1
+        self.phase = ""
+        self.t0 = time.time()
+
+    def __call__(self, ev) -> None:
+        kind = ev.kind
+        if kind == "PhaseStarted":
+            self.phase, self.total, self.t0 = ev.phase, max(1, ev.epochs * ev.steps_per_epoch), time.time()
+            note = f" (teacher cache {ev.teacher_cache})" if ev.teacher_cache else ""
+            self.stream.write(f"\n{ev.phase}: {ev.params:,} parameters{note}\n")
+        elif kind == "StepLosses":
+            done = ev.step + 1
+            if done % 5 and done != self.total:
+                return
+            frac = done / self.total
+            bar = "#" * int(30 * frac)
+            eta = (time.time() - self.t0) / frac * (1 - frac)
+            self.stream.write(f"\r  [{bar:<30}] {100 * frac:5.1f}%  loss {ev.total:.4f}  ETA {eta:4.0f}s")
+        elif kind == "EpochMetrics":
+            pass
+        elif kind == "PhaseFinished":
+            self.stream.write(f"\n  best epoch {ev.best_epoch}: val {100 * ev.val_acc:.1f}%  "
+                              f"test {100 * ev.test_acc:.1f}%  ({ev.seconds:.1f}s)\n")
+        elif kind in ("RunFailed", "RunDiverged", "RunStopped"):
+            self.stream.write(f"\n{kind}: {ev.message}\n")
+        self.stream.flush()
+
+
+def result_table(result: dict) -> str:
+    phases = result["phases"]
+    lines = [f"{'phase':<10} {'test acc':>9} {'val acc':>8} {'best ep':>7} {'params':>10}"]
+    for name, r in phases.items():
+        lines.append(f"{name:<10} {100 * r['test_acc']:8.2f}% {100 * r['val_acc']:7.2f}% {r['best_epoch']:>7} "
+                     f"{r['params'] or 0:>10,}")
+    if result.get("kd_gain") is not None:
+        g = 100 * result["kd_gain"]
+        verdict = "KD helped" if g > 0 else ("KD hurt" if g < 0 else "no change")
+        lines.append(f"KD gain (kd − baseline, test): {g:+.2f} points — {verdict} (single seed)")
+    lines.append("Accuracy = test split, checkpoint with the best validation accuracy of each phase.")
+    if result.get("teacher_cache"):
+        lines.append(f"teacher cache: {result['teacher_cache']}")
+    return "\n".join(lines)
+
+
+# ---- run -------------------------------------------------------------------------------
+def _run_args(p):
+    add_spec_args(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
+    p.add_argument("--no-save", action="store_true", help="do not write a run folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run(args) -> int:
+    import torch
+
+    from kdcore.engine.experiment import Experiment
+
+    spec = spec_from_args(args)
+    if spec.train.threads:
+        torch.set_num_threads(spec.train.threads)
+    subs = [] if args.quiet else [ProgressPrinter()]
+    exp = Experiment(spec, subs, run_root=None if args.no_save else args.runs_dir)
+    t0 = time.time()
+    result = exp.run().to_dict()
+    result["wall_seconds"] = round(time.time() - t0, 2)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print()
+        print(result_table(result))
+        if result["run_dir"]:
+            print(f"run folder: {result['run_dir']}")
+    return 0 if result["status"] == "finished" else 1
+
+
+command("run", "run an experiment (teacher → baseline → KD student)")((_run_args, _run))
+
+
+# ---- presets ---------------------------------------------------------------------------
+def _presets_args(p):
+    p.add_argument("--json", action="store_true")
+
+
+def _presets(args) -> int:
+    rows = {name: load_preset(name).description.strip().splitlines()[0] for name in PRESETS}
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        width = max(map(len, rows))
+        for name, desc in rows.items():
+            print(f"{name:<{width}}  {desc}")
+    return 0
+
+
+command("presets", "list presets with a one-line description")((_presets_args, _presets))
+
+
+# ---- methods ---------------------------------------------------------------------------
+def _methods_args(p):
+    p.add_argument("--json", action="store_true")
+
+
+def _methods(args) -> int:
+    from kdcore.losses import LOSSES
+    from kdcore.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
+
+    rows = [{"name": n, "kind": "loss", "family": c.family, "summary": c.summary, "paper": c.paper,
+             "default_weight": c.default_weight, "defaults": c.defaults} for n, c in sorted(LOSSES.items())]
+    rows += [{"name": n, "kind": "weighting", "summary": c.summary, "defaults": c.defaults}
+             for n, c in WEIGHTINGS.items()]
+    rows += [{"name": n, "kind": "temperature", "summary": c.summary, "defaults": c.defaults}
+             for n, c in TEMPERATURE_SCHEDULES.items()]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        for r in rows:
+            extra = f" weight {r['default_weight']}" if "default_weight" in r else ""
+            params = ", ".join(f"{k}={v}" for k, v in r["defaults"].items())
+            print(f"{r['kind']:<11} {r['name']:<16} {r['summary']}  [{params}{extra}]")
+    return 0
+
+
+command("methods", "list distillation methods and strategies with their defaults")((_methods_args, _methods))
+
+
+# ---- sweep -----------------------------------------------------------------------------
+def _sweep_args(p):
+    add_spec_args(p)
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
+    p.add_argument("--json", action="store_true")
+
+
+def _sweep(args) -> int:
+    from kdcore.engine.sweep import run_sweep, sweep_table
+
+    spec = spec_from_args(args)
+    if args.seeds < 1:
+        raise UsageError("--seeds must be ≥ 1")
+    summary = run_sweep(spec, args.seeds, progress=sys.stderr)
+    print(json.dumps(summary, indent=2) if args.json else sweep_table(summary))
+    return 0
+
+
+command("sweep", "run a preset over several seeds; mean ± std of every phase")((_sweep_args, _sweep))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m kdcore", description="KD Lab engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (add_args, _, help_) in COMMANDS.items():
+        add_args(sub.add_parser(name, help=help_, description=help_))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed one usage line
+        return int(exc.code or 0) if exc.code in (0, None) else 2
+    try:
+        return COMMANDS[args.command][1](args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

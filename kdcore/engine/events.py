@@ -1,0 +1,107 @@
+"""Typed events the engine emits; the CLI, the app's job buffer and the run store subscribe."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class Event:
+    t: float = field(default_factory=time.time, kw_only=True)
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
+
+
+@dataclass
+class RunStarted(Event):
+    name: str
+    phases: list[str]
+    run_dir: str | None = None
+
+
+@dataclass
+class PhaseStarted(Event):
+    phase: str
+    epochs: int
+    steps_per_epoch: int
+    params: int  # parameters of the model trained in this phase
+    teacher_cache: str = ""  # "on", "off: reason" (KD phases)
+
+
+@dataclass
+class StepLosses(Event):
+    phase: str
+    epoch: int
+    step: int  # global step within the phase
+    total: float
+    terms: dict[str, float]  # raw value of every named term
+    weights: dict[str, float]  # effective weight of every term
+    temperature: float | None
+    lr: float
+
+
+@dataclass
+class EpochMetrics(Event):
+    phase: str
+    epoch: int  # 1-based
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    seconds: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class AttentionSnapshot(Event):
+    phase: str
+    epoch: int
+    modalities: list[str]
+    class_mean: list[list[float]]  # [C][M] mean α per true class on the probe split
+    mean: list[float]  # [M]
+
+
+@dataclass
+class PhaseFinished(Event):
+    phase: str
+    best_epoch: int
+    val_acc: float
+    test_acc: float
+    params: int
+    seconds: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunFinished(Event):
+    result: dict[str, Any]
+
+
+@dataclass
+class RunStopped(Event):
+    phase: str
+    message: str = "stopped by the user"
+
+
+@dataclass
+class RunFailed(Event):
+    phase: str
+    message: str
+
+
+@dataclass
+class RunDiverged(Event):
+    phase: str
+    step: int
+    message: str
+
+
+Subscriber = Callable[[Event], None]
+TERMINAL = (RunFinished, RunStopped, RunFailed, RunDiverged)

@@ -1,0 +1,255 @@
+"""An experiment: teacher → student baseline (no KD) → student + KD (→ extra phases).
+
+* The teacher is trained with CE (or loaded from a safetensors checkpoint), then frozen: eval
+  mode, ``requires_grad_(False)``, never in an optimiser.
+* The baseline and the KD student start from the **same initial weights** and see the **same
+  data order** (same seed), so the KD gain is the effect of the distillation terms alone.
+* Each phase keeps its best-on-validation weights; the reported number is the **test accuracy
+  of that checkpoint**.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from kdcore.data import TensorData, load_data
+from kdcore.engine.cache import TeacherCache
+from kdcore.engine.events import (
+    Event,
+    PhaseFinished,
+    RunDiverged,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+    Subscriber,
+)
+from kdcore.engine.trainer import Diverged, PhaseConfig, PhaseResult, StopRequested, train_phase
+from kdcore.losses import LOSSES, DistillLoss, LossSetup
+from kdcore.models import MultimodalNet, build_model, count_parameters
+from kdcore.spec import ExperimentSpec
+from kdcore.store.checkpoints import load_into, save_state
+from kdcore.store.folder import RunFolderWriter, new_run_dir
+from kdcore.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
+
+EXTRA_PHASES: dict[str, Callable[["Experiment"], PhaseConfig]] = {}  # name -> builder (ARD, pruning, ...)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda but no CUDA device is available; use auto or cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class ExperimentResult:
+    status: str  # finished | stopped | failed | diverged
+    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    message: str = ""
+    run_dir: str | None = None
+    teacher_cache: str = ""
+
+    @property
+    def kd_gain(self) -> float | None:
+        if "kd" in self.phases and "baseline" in self.phases:
+            return self.phases["kd"]["test_acc"] - self.phases["baseline"]["test_acc"]
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "message": self.message, "run_dir": self.run_dir,
+                "teacher_cache": self.teacher_cache, "kd_gain": self.kd_gain, "phases": self.phases}
+
+
+class Experiment:
+    def __init__(self, spec: ExperimentSpec, subscribers: list[Subscriber] | None = None,
+                 run_root: str | Path | None = None, stop_event: threading.Event | None = None):
+        self.spec = spec
+        self.subscribers = list(subscribers or [])
+        self.stop_event = stop_event or threading.Event()
+        self.run_root = run_root
+        self.run_dir: Path | None = None
+        self.device = resolve_device(spec.train.device)
+        self.data: TensorData | None = None
+        self.teacher: MultimodalNet | None = None
+        self.student_init: dict[str, torch.Tensor] | None = None
+        self.models: dict[str, nn.Module] = {}
+        self.results: dict[str, PhaseResult] = {}
+        self.teacher_cache: TeacherCache | None = None
+        self._phase = "setup"
+
+    # ---- events ----------------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        for sub in self.subscribers:
+            sub(event)
+
+    def phases(self) -> list[str]:
+        return ["teacher", "baseline", "kd", *self.spec.distill.extra_phases]
+
+    # ---- building blocks ------------------------------------------------------------
+    def new_student(self) -> MultimodalNet:
+        student = build_model(self.spec.student, self.spec.student_modalities(), self.data)
+        student.load_state_dict(self.student_init)
+        return student.to(self.device)
+
+    def build_losses(self, losses: dict[str, Any], student: nn.Module, epochs: int) -> dict[str, DistillLoss]:
+        """Instantiate the spec's loss terms, sized from one probe batch of teacher and student outputs."""
+        tr = self.data.split("train")
+        rows = torch.arange(min(8, len(tr)))
+        mods = sorted(set(self.spec.student_modalities()) | set(self.spec.teacher_modalities()))
+        b = tr.batch(rows, mods).to(self.device)
+        with torch.no_grad():
+            was = student.training
+            student.eval()
+            s_probe = student({m: b.inputs[m] for m in self.spec.student_modalities()})
+            student.train(was)
+            t_probe = self.teacher({m: b.inputs[m] for m in self.spec.teacher_modalities()})
+        setup = LossSetup(s_probe, t_probe, self.data.num_classes, epochs, dict(self.data.aux_classes))
+        return {name: LOSSES[name](setup, **term.params).to(self.device) for name, term in losses.items()}
+
+    def student_phase(self, name: str, losses: dict[str, Any], seed_offset: int = 1) -> PhaseConfig:
+        spec = self.spec
+        student = self.new_student()
+        built = self.build_losses(losses, student, spec.train.student_epochs)
+        weights = {k: v.weight for k, v in losses.items()}
+        needs_teacher = any(type(l).needs_teacher for l in built.values())
+        is_kd = needs_teacher
+        weighting = WEIGHTINGS[spec.distill.weighting if is_kd else "fixed"](weights, **(
+            spec.distill.weighting_params if is_kd else {}))
+        schedule = TEMPERATURE_SCHEDULES[spec.distill.temperature_schedule if is_kd else "constant"](
+            spec.distill.temperature, **(spec.distill.temperature_params if is_kd else {}))
+        return PhaseConfig(
+            name=name, model=student, modalities=spec.student_modalities(), losses=built, loss_weights=weights,
+            weighting=weighting, schedule=schedule, epochs=spec.train.student_epochs, lr=spec.train.lr,
+            seed=spec.data.seed + seed_offset, teacher=self.teacher if needs_teacher else None,
+            teacher_modalities=spec.teacher_modalities() if needs_teacher else [],
+            teacher_cache=self.teacher_cache if needs_teacher else None,
+        )
+
+    # ---- phases -----------------------------------------------------------------------
+    def _run_phase(self, cfg: PhaseConfig) -> PhaseResult:
+        self._phase = cfg.name
+        res = train_phase(cfg, self.data, self.spec.train, self.device, self.emit, self.stop_event.is_set)
+        self.results[cfg.name] = res
+        self.models[cfg.name] = cfg.model
+        extra = res.history[-1]["extra"] if res.history else {}
+        self.emit(PhaseFinished(cfg.name, res.best_epoch, res.val_acc, res.test_acc,
+                                count_parameters(cfg.model), res.seconds, extra))
+        if self.run_dir is not None:
+            save_state(res.best_state, self.run_dir / "checkpoints" / f"{cfg.name}.safetensors",
+                       {"phase": cfg.name, "best_epoch": str(res.best_epoch)})
+        return res
+
+    def _teacher(self) -> None:
+        spec = self.spec
+        torch.manual_seed(spec.data.seed)
+        teacher = build_model(spec.teacher, spec.teacher_modalities(), self.data).to(self.device)
+        if spec.teacher.checkpoint:
+            load_into(teacher, spec.teacher.checkpoint)
+            from kdcore.engine.evaluate import evaluate
+
+            va = evaluate(teacher, self.data.split("val"), spec.teacher_modalities(), device=self.device)
+            te = evaluate(teacher, self.data.split("test"), spec.teacher_modalities(), device=self.device)
+            self.results["teacher"] = PhaseResult("teacher", 0, va.acc, te.acc, 0.0, teacher.state_dict(), [])
+            self.emit(PhaseFinished("teacher", 0, va.acc, te.acc, count_parameters(teacher), 0.0,
+                                    {"loaded": 1.0}))
+        else:
+            ce = {"ce": LOSSES["ce"]}
+            from kdcore.spec import LossTerm
+
+            losses = {"ce": LossTerm(weight=1.0)}
+            probe_b = self.data.split("train").batch(torch.arange(2), spec.teacher_modalities()).to(self.device)
+            with torch.no_grad():
+                teacher.eval()
+                probe = teacher(probe_b.inputs)
+                teacher.train()
+            setup = LossSetup(probe, None, self.data.num_classes, spec.train.teacher_epochs,
+                              dict(self.data.aux_classes))
+            cfg = PhaseConfig(
+                name="teacher", model=teacher, modalities=spec.teacher_modalities(),
+                losses={"ce": ce["ce"](setup)}, loss_weights={"ce": 1.0},
+                weighting=WEIGHTINGS["fixed"]({"ce": 1.0}), schedule=TEMPERATURE_SCHEDULES["constant"](1.0),
+                epochs=spec.train.teacher_epochs, lr=spec.train.teacher_lr or spec.train.lr,
+                seed=spec.data.seed,
+            )
+            del losses
+            if spec.train.teacher_epochs > 0:
+                self._run_phase(cfg)
+        teacher.eval()
+        teacher.requires_grad_(False)
+        self.teacher = teacher
+        self.models["teacher"] = teacher
+
+    def setup(self) -> None:
+        """Load data, train/load the teacher, draw the student's initial weights, build the cache."""
+        spec = self.spec
+        self._phase = "data"
+        self.data = load_data(spec.data)
+        self._teacher()
+        torch.manual_seed(spec.data.seed + 1)
+        init = build_model(spec.student, spec.student_modalities(), self.data)
+        self.student_init = {k: v.clone() for k, v in init.state_dict().items()}
+        self.teacher_cache = TeacherCache.build(self.teacher, self.data.split("train"), spec.teacher_modalities(),
+                                                self.device, enabled=spec.train.teacher_cache)
+
+    def run(self) -> ExperimentResult:
+        spec = self.spec
+        writer = None
+        if self.run_root is not None:
+            self.run_dir = new_run_dir(self.run_root, spec.name)
+            spec.save(self.run_dir / "spec.yaml")
+            writer = RunFolderWriter(self.run_dir)
+            self.subscribers.append(writer)
+        self.emit(RunStarted(spec.name, self.phases(), str(self.run_dir) if self.run_dir else None))
+        try:
+            self.setup()
+            from kdcore.spec import LossTerm
+
+            self._run_phase(self.student_phase("baseline", {"ce": LossTerm(weight=1.0)}))
+            self._run_phase(self.student_phase("kd", spec.distill.losses))
+            for extra in spec.distill.extra_phases:
+                self._run_phase(EXTRA_PHASES[extra](self))
+            result = self._result("finished")
+            self.emit(RunFinished(result.to_dict()))
+        except StopRequested:
+            result = self._result("stopped", "stopped by the user")
+            self.emit(RunStopped(self._phase))
+        except Diverged as exc:
+            result = self._result("diverged", str(exc))
+            self.emit(RunDiverged(exc.phase, exc.step, str(exc)))
+        except Exception as exc:  # a crash in a phase ends this run only
+            msg = f"{type(exc).__name__}: {exc}"
+            result = self._result("failed", msg)
+            if self.run_dir is not None:
+                (self.run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+            self.emit(RunFailed(self._phase, msg))
+        finally:
+            if writer is not None:
+                (self.run_dir / "result.json").write_text(json.dumps(self._result_dict_safe(), indent=2))
+                writer.close()
+        self.final = result
+        return result
+
+    def _result(self, status: str, message: str = "") -> ExperimentResult:
+        phases = {}
+        for name, res in self.results.items():
+            model = self.models.get(name)
+            phases[name] = {"test_acc": res.test_acc, "val_acc": res.val_acc, "best_epoch": res.best_epoch,
+                            "params": count_parameters(model) if model is not None else None,
+                            "seconds": round(res.seconds, 3),
+                            **(res.history[-1]["extra"] if res.history else {})}
+        return ExperimentResult(status, phases, message, str(self.run_dir) if self.run_dir else None,
+                                self.teacher_cache.describe() if self.teacher_cache else "")
+
+    def _result_dict_safe(self) -> dict[str, Any]:
+        final = getattr(self, "final", None)
+        return (final or self._result("failed", "interrupted")).to_dict()

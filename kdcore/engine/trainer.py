@@ -1,0 +1,185 @@
+"""One training phase: a model, its named loss terms, a weighting strategy, a temperature
+schedule, optionally a frozen teacher (through the cache), epochs over fixed tensors.
+
+Only the trained model's parameters (plus the learnable parts of its losses and strategies) go
+into the optimiser; the teacher is never optimised. Best-on-validation weights are kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from kdcore.data.base import Split, TensorData
+from kdcore.engine.cache import TeacherCache
+from kdcore.engine.evaluate import attention_by_class, evaluate
+from kdcore.engine.events import AttentionSnapshot, EpochMetrics, Event, PhaseStarted, StepLosses
+from kdcore.losses.base import DistillLoss, StepContext
+from kdcore.models.output import ModelOutput
+from kdcore.spec import TrainSpec
+from kdcore.strategies.base import TemperatureSchedule, Weighting
+
+
+class StopRequested(Exception):
+    """Raised between steps when the user asked to stop."""
+
+
+class Diverged(Exception):
+    def __init__(self, phase: str, step: int, message: str):
+        super().__init__(message)
+        self.phase, self.step = phase, step
+
+
+@dataclass
+class PhaseConfig:
+    name: str
+    model: nn.Module
+    modalities: list[str]
+    losses: dict[str, DistillLoss]
+    loss_weights: dict[str, float]
+    weighting: Weighting
+    schedule: TemperatureSchedule
+    epochs: int
+    lr: float
+    seed: int
+    teacher: nn.Module | None = None
+    teacher_modalities: list[str] = field(default_factory=list)
+    teacher_cache: TeacherCache | None = None
+    # hooks for extra phases (adversarial examples, pruning): called with (phase_state) each step
+    transform_inputs: Callable[["PhaseRun", dict[str, Tensor], Tensor], dict[str, Tensor]] | None = None
+    after_step: Callable[["PhaseRun"], None] | None = None
+    after_epoch: Callable[["PhaseRun", int], dict[str, float]] | None = None
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    best_epoch: int
+    val_acc: float
+    test_acc: float
+    seconds: float
+    best_state: dict[str, Tensor]
+    history: list[dict] = field(default_factory=list)
+
+
+class PhaseRun:
+    """State of a running phase, handed to hooks."""
+
+    def __init__(self, cfg: PhaseConfig, epoch: int = 0, step: int = 0):
+        self.cfg, self.epoch, self.step = cfg, epoch, step
+        self.progress = 0.0
+
+
+def make_optimizer(params: list[nn.Parameter], train: TrainSpec, lr: float) -> torch.optim.Optimizer:
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=train.momentum, weight_decay=train.weight_decay)
+    if train.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=train.weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=train.weight_decay)
+
+
+def teacher_output(cfg: PhaseConfig, batch_inputs: dict[str, Tensor], rows: Tensor) -> ModelOutput | None:
+    if cfg.teacher is None:
+        return None
+    if cfg.teacher_cache is not None and cfg.teacher_cache.enabled:
+        return cfg.teacher_cache.get(rows.to(cfg.teacher_cache.output.logits.device))
+    with torch.no_grad():
+        return cfg.teacher({m: batch_inputs[m] for m in cfg.teacher_modalities})
+
+
+def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: torch.device,
+                emit: Callable[[Event], None], should_stop: Callable[[], bool]) -> PhaseResult:
+    tr, va = data.split("train"), data.split("val")
+    model = cfg.model.to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    extra = [p for mod in (*cfg.losses.values(), cfg.weighting, cfg.schedule) for p in mod.parameters()]
+    opt = make_optimizer(trainable + extra, train, cfg.lr)
+    n, bs = len(tr), min(train.batch_size, len(tr))
+    steps_per_epoch = (n + bs - 1) // bs
+    total_steps = max(1, cfg.epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    cache_note = cfg.teacher_cache.describe() if (cfg.teacher is not None and cfg.teacher_cache) else ""
+    emit(PhaseStarted(cfg.name, cfg.epochs, steps_per_epoch, sum(p.numel() for p in model.parameters()),
+                      cache_note))
+    # same data order and same dropout masks for every phase that shares a seed
+    order_gen = torch.Generator().manual_seed(cfg.seed + 12345)
+    torch.manual_seed(cfg.seed + 777)
+    all_mods = sorted(set(cfg.modalities) | set(cfg.teacher_modalities))
+    state = PhaseRun(cfg)
+    best_acc, best_epoch, best_state = -1.0, 0, None
+    history: list[dict] = []
+    t_phase = time.time()
+    for mod in (*cfg.losses.values(), cfg.weighting, cfg.schedule):
+        mod.to(device)
+    for epoch in range(cfg.epochs):
+        t0 = time.time()
+        model.train()
+        for mod in cfg.losses.values():
+            mod.train()
+        state.epoch = epoch
+        perm = torch.randperm(n, generator=order_gen)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        for start in range(0, n, bs):
+            if should_stop():
+                raise StopRequested()
+            rows = perm[start : start + bs]
+            batch = tr.batch(rows, all_mods).to(device, non_blocking=True)
+            state.progress = state.step / total_steps
+            t_out = teacher_output(cfg, batch.inputs, rows)
+            s_inputs = {m: batch.inputs[m] for m in cfg.modalities}
+            if cfg.transform_inputs is not None:
+                s_inputs = cfg.transform_inputs(state, s_inputs, batch.labels)
+            s_out = model(s_inputs)
+            temperature = cfg.schedule.value(state.progress)
+            sw = cfg.weighting.sample_weights(s_out, t_out, batch.labels, temperature)
+            ctx = StepContext(labels=batch.labels, epoch=epoch, total_epochs=cfg.epochs, step=state.step,
+                              temperature=temperature, aux=batch.aux, sample_weight=sw, inputs=s_inputs)
+            terms: dict[str, Tensor] = {}
+            owner: dict[str, str] = {}
+            for name, loss in cfg.losses.items():
+                for term, value in loss(s_out, t_out, ctx).items():
+                    terms[term] = value
+                    owner[term] = name
+            total, eff_w = cfg.weighting.combine(terms, owner)
+            if not torch.isfinite(total):
+                bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+                raise Diverged(cfg.name, state.step,
+                               f"loss became {float(total)} at step {state.step} of phase {cfg.name} "
+                               f"(non-finite terms: {', '.join(bad) or 'total'}); try a lower learning rate")
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            sched.step()
+            if cfg.after_step is not None:
+                cfg.after_step(state)
+            loss_sum += total.detach() * len(rows)
+            correct += (s_out.logits.detach().argmax(1) == batch.labels).sum()
+            emit(StepLosses(cfg.name, epoch, state.step, float(total),
+                            {k: float(v) for k, v in terms.items()}, eff_w,
+                            None if cfg.teacher is None else float(temperature),
+                            opt.param_groups[0]["lr"]))
+            state.step += 1
+        ev = evaluate(model, va, cfg.modalities, device=device)
+        extra_metrics = cfg.after_epoch(state, epoch) if cfg.after_epoch is not None else {}
+        m = EpochMetrics(cfg.name, epoch + 1, float(loss_sum) / n, float(correct) / n, ev.loss, ev.acc,
+                         time.time() - t0, extra_metrics)
+        history.append(m.to_dict())
+        emit(m)
+        if ev.output.attention is not None:
+            cm = attention_by_class(ev.output.attention, ev.labels, data.num_classes)
+            emit(AttentionSnapshot(cfg.name, epoch + 1, list(ev.output.modalities),
+                                   cm.nan_to_num(0.0).tolist(), ev.output.attention.mean(0).tolist()))
+        if ev.acc > best_acc:
+            best_acc, best_epoch = ev.acc, epoch + 1
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if best_state is None:
+        best_state = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    test = evaluate(model, data.split("test"), cfg.modalities, device=device)
+    return PhaseResult(cfg.name, best_epoch, best_acc, test.acc, time.time() - t_phase, best_state, history)

@@ -1,0 +1,69 @@
+"""The loss contract. Every method is one :class:`DistillLoss` subclass, registered by name with
+:func:`register`, built from a :class:`LossSetup` (probe outputs, so learnable parts such as
+regressors can size themselves) and called uniformly::
+
+    terms = loss(student_out, teacher_out, ctx)   # -> {"name" or "name/part": scalar tensor}
+
+The trainer multiplies every returned term by the spec's weight for that loss (and by the
+weighting strategy), sums them, and reports each term, so each one is plotted live.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from kdcore.models.output import ModelOutput
+
+LOSSES: dict[str, type["DistillLoss"]] = {}
+
+
+def register(cls: type["DistillLoss"]) -> type["DistillLoss"]:
+    if cls.name in LOSSES:
+        raise ValueError(f"loss {cls.name!r} registered twice")
+    LOSSES[cls.name] = cls
+    return cls
+
+
+@dataclass
+class LossSetup:
+    student_probe: ModelOutput  # student output on a probe batch (shapes only)
+    teacher_probe: ModelOutput | None  # teacher output on the same batch
+    num_classes: int
+    total_epochs: int
+    aux_classes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class StepContext:
+    labels: Tensor  # [B]
+    epoch: int  # 0-based epoch of the current phase
+    total_epochs: int
+    step: int  # global step in the phase
+    temperature: Tensor | float  # current temperature (schedules / learnable T)
+    aux: dict[str, Tensor] = field(default_factory=dict)  # auxiliary labels
+    sample_weight: Tensor | None = None  # per-sample weights from the weighting strategy [B]
+    inputs: dict[str, Tensor] = field(default_factory=dict)  # the batch inputs (for input-space methods)
+
+
+class DistillLoss(nn.Module):
+    name: ClassVar[str]
+    summary: ClassVar[str]  # one line for `python -m kdcore methods`
+    family: ClassVar[str]  # label | logit | feature | relation | multimodal
+    paper: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}  # hyper-parameters (and the anchors' default weight)
+    default_weight: ClassVar[float] = 1.0
+    needs_teacher: ClassVar[bool] = True
+
+    def __init__(self, setup: LossSetup, **params: Any):
+        super().__init__()
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            allowed = ", ".join(self.defaults) or "none"
+            raise ValueError(f"loss {self.name!r}: unknown parameter(s) {sorted(unknown)}; allowed: {allowed}")
+        self.params = {**self.defaults, **params}
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
+        raise TypeError(f"{type(self).__name__} must implement forward")

@@ -1,0 +1,304 @@
+"""The experiment spec: one pydantic model that the app's widgets, YAML files, presets and the
+CLI's ``--set key=value`` all build, and that the engine runs.
+
+Validation errors name the field and the allowed values (see :func:`format_validation_error`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENCODER_ARCHS = ("cnn", "resnet18", "mobilenet_v2", "shufflenet_v2_x0_5", "gru", "transformer", "mlp")
+# Which encoders make sense for which kind of modality input.
+ARCHS_BY_KIND = {
+    "image": ("cnn", "resnet18", "mobilenet_v2", "shufflenet_v2_x0_5", "mlp"),
+    "spectrogram": ("cnn", "resnet18", "mobilenet_v2", "shufflenet_v2_x0_5", "mlp"),
+    "tokens": ("gru", "transformer"),
+    "vector": ("mlp",),
+}
+DEFAULT_ARCH = {"image": "cnn", "spectrogram": "cnn", "tokens": "gru", "vector": "mlp"}
+FUSIONS = ("attention", "concat", "mean")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSpec(Strict):
+    dataset: str = Field("digits-av", description="bundled dataset name")
+    modalities: list[str] | None = Field(None, description="modalities to load (default: all of the dataset)")
+    noise: dict[str, float] = Field(default_factory=dict, description="per-modality noise knobs")
+    train_fraction: float = Field(0.6, gt=0.0, lt=1.0)
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    train_limit: int | None = Field(None, ge=10, description="use at most this many training samples")
+    seed: int = Field(0, ge=0)
+    aux_tasks: list[str] = Field(default_factory=list, description="auxiliary label tasks (e.g. parity)")
+
+    @model_validator(mode="after")
+    def _check_dataset(self) -> "DataSpec":
+        from kdcore.data import DATASETS
+
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}")
+        available = DATASETS[self.dataset].modality_names()
+        knobs = DATASETS[self.dataset].noise_knobs()
+        for key, value in self.noise.items():
+            if key not in knobs:
+                raise ValueError(f"data.noise: unknown knob {key!r} for {self.dataset}; allowed: {', '.join(knobs)}")
+            lo, hi, _ = knobs[key]
+            if not lo <= float(value) <= hi:
+                raise ValueError(f"data.noise.{key}={value} is outside the allowed range [{lo}, {hi}]")
+        if self.modalities is not None:
+            if not self.modalities:
+                raise ValueError("data.modalities must name at least one modality")
+            bad = [m for m in self.modalities if m not in available]
+            if bad:
+                raise ValueError(
+                    f"data.modalities: {bad} not in dataset {self.dataset!r}; allowed: {', '.join(available)}"
+                )
+        if self.train_fraction + self.val_fraction >= 1.0:
+            raise ValueError("train_fraction + val_fraction must be < 1 (the rest is the test split)")
+        from kdcore.data.tasks import AUX_TASKS
+
+        bad = [t for t in self.aux_tasks if t not in AUX_TASKS]
+        if bad:
+            raise ValueError(f"data.aux_tasks: unknown {bad}; allowed: {', '.join(AUX_TASKS)}")
+        return self
+
+    def all_modalities(self) -> list[str]:
+        from kdcore.data import DATASETS
+
+        return list(self.modalities or DATASETS[self.dataset].modality_names())
+
+
+class EncoderSpec(Strict):
+    arch: str | None = Field(None, description="encoder architecture (default by modality kind)")
+    width: int = Field(16, ge=1, le=512, description="channels / hidden units of the first layer")
+    depth: int = Field(2, ge=1, le=8, description="number of conv / hidden layers")
+
+    @field_validator("arch")
+    @classmethod
+    def _arch_known(cls, v: str | None) -> str | None:
+        if v is not None and v not in ENCODER_ARCHS:
+            raise ValueError(f"unknown architecture {v!r}; allowed: {', '.join(ENCODER_ARCHS)}")
+        return v
+
+
+class ModelSpec(Strict):
+    modalities: list[str] | None = Field(None, description="modalities this network sees (default: all)")
+    encoders: dict[str, EncoderSpec] = Field(default_factory=dict, description="per-modality encoder")
+    encoder: EncoderSpec = Field(default_factory=EncoderSpec, description="default for modalities not listed")
+    feature_dim: int = Field(64, ge=2, le=2048)
+    fusion: Literal["attention", "concat", "mean"] = "attention"
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    modality_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="train-time prob. of dropping a modality")
+    checkpoint: str | None = Field(None, description="safetensors file to load instead of training (teacher)")
+
+    def encoder_for(self, modality: str) -> EncoderSpec:
+        return self.encoders.get(modality, self.encoder)
+
+
+class LossTerm(Strict):
+    weight: float = Field(1.0, ge=0.0, le=1e6)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def _default_losses() -> dict[str, LossTerm]:
+    return {"ce": LossTerm(weight=0.1), "kd": LossTerm(weight=0.9)}
+
+
+class DistillSpec(Strict):
+    losses: dict[str, LossTerm] = Field(default_factory=_default_losses)
+    temperature: float = Field(4.0, gt=0.0, le=100.0)
+    weighting: str = Field("fixed", description="loss-weight strategy")
+    weighting_params: dict[str, Any] = Field(default_factory=dict)
+    temperature_schedule: str = Field("constant", description="temperature schedule")
+    temperature_params: dict[str, Any] = Field(default_factory=dict)
+    extra_phases: list[str] = Field(default_factory=list, description="extra student phases (e.g. ard, prune)")
+
+    @field_validator("losses")
+    @classmethod
+    def _losses_known(cls, v: dict[str, LossTerm]) -> dict[str, LossTerm]:
+        from kdcore.losses import LOSSES
+
+        if not v:
+            raise ValueError("distill.losses needs at least one term")
+        for name in v:
+            if name not in LOSSES:
+                raise ValueError(f"unknown loss {name!r}; allowed: {', '.join(sorted(LOSSES))}")
+        return v
+
+    @model_validator(mode="after")
+    def _strategies_known(self) -> "DistillSpec":
+        from kdcore.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
+
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"unknown weighting {self.weighting!r}; allowed: {', '.join(WEIGHTINGS)}")
+        if self.temperature_schedule not in TEMPERATURE_SCHEDULES:
+            raise ValueError(
+                f"unknown temperature_schedule {self.temperature_schedule!r}; "
+                f"allowed: {', '.join(TEMPERATURE_SCHEDULES)}"
+            )
+        return self
+
+
+class TrainSpec(Strict):
+    teacher_epochs: int = Field(10, ge=0, le=1000)
+    student_epochs: int = Field(10, ge=1, le=1000)
+    batch_size: int = Field(64, ge=1, le=65536)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(3e-3, gt=0.0, le=10.0)
+    teacher_lr: float | None = Field(None, gt=0.0, le=10.0)
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1, le=256, description="torch CPU threads")
+    teacher_cache: bool = Field(True, description="cache teacher outputs when inputs are fixed")
+    probe_samples: int = Field(64, ge=0, le=4096, description="samples used for attention/attribution probes")
+
+
+class ExperimentSpec(Strict):
+    name: str = Field("experiment", min_length=1, max_length=80)
+    description: str = ""
+    data: DataSpec = Field(default_factory=DataSpec)
+    teacher: ModelSpec = Field(default_factory=lambda: ModelSpec(feature_dim=64))
+    student: ModelSpec = Field(default_factory=lambda: ModelSpec(feature_dim=16, encoder=EncoderSpec(width=4, depth=1)))
+    distill: DistillSpec = Field(default_factory=DistillSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+
+    @model_validator(mode="after")
+    def _check_models(self) -> "ExperimentSpec":
+        from kdcore.data import DATASETS
+
+        data_mods = self.data.all_modalities()
+        kinds = DATASETS[self.data.dataset].modality_kinds()
+        for role in ("teacher", "student"):
+            model: ModelSpec = getattr(self, role)
+            mods = model.modalities if model.modalities is not None else data_mods
+            if not mods:
+                raise ValueError(f"{role}.modalities must name at least one modality")
+            bad = [m for m in mods if m not in data_mods]
+            if bad:
+                raise ValueError(
+                    f"{role}.modalities: {bad} not among the data modalities; allowed: {', '.join(data_mods)}"
+                )
+            for m in list(model.encoders):
+                if m not in data_mods:
+                    raise ValueError(f"{role}.encoders.{m}: unknown modality; allowed: {', '.join(data_mods)}")
+            for m in mods:
+                arch = model.encoder_for(m).arch or DEFAULT_ARCH[kinds[m]]
+                if arch not in ARCHS_BY_KIND[kinds[m]]:
+                    raise ValueError(
+                        f"{role}.encoders.{m}.arch={arch!r} does not fit a {kinds[m]} modality; "
+                        f"allowed: {', '.join(ARCHS_BY_KIND[kinds[m]])}"
+                    )
+        return self
+
+    def teacher_modalities(self) -> list[str]:
+        return list(self.teacher.modalities or self.data.all_modalities())
+
+    def student_modalities(self) -> list[str]:
+        return list(self.student.modalities or self.data.all_modalities())
+
+    # ---- YAML round trip -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "ExperimentSpec":
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SpecError(f"invalid YAML: {exc}".splitlines()[0]) from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise SpecError("invalid YAML: the top level must be a mapping of spec sections")
+        return validate_spec(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ExperimentSpec":
+        p = Path(path)
+        if not p.is_file():
+            raise SpecError(f"config file not found: {p}")
+        return cls.from_yaml(p.read_text(encoding="utf-8"))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml(), encoding="utf-8")
+
+    def with_overrides(self, assignments: list[str]) -> "ExperimentSpec":
+        data = self.to_dict()
+        for item in assignments:
+            apply_assignment(data, item)
+        return validate_spec(data)
+
+
+class SpecError(ValueError):
+    """A spec could not be built; the message names the field and the allowed values."""
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__")
+        msg = err.get("msg", "invalid")
+        msg = msg.removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown field"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def validate_spec(data: dict[str, Any]) -> ExperimentSpec:
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc)) from None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+# Mappings whose keys are free (modality or loss names): --set may create new entries there.
+_OPEN_MAPPINGS = {"encoders", "losses", "noise", "params", "weighting_params", "temperature_params"}
+
+
+def apply_assignment(data: dict[str, Any], item: str) -> None:
+    """Apply ``a.b.c=value`` to a nested dict; unknown keys raise :class:`SpecError`."""
+    if "=" not in item:
+        raise SpecError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise SpecError(f"--set expects key=value, got {item!r}")
+    node: Any = data
+    for i, part in enumerate(path[:-1]):
+        free = any(p in _OPEN_MAPPINGS for p in path[:i])
+        if not isinstance(node, dict):
+            raise SpecError(f"unknown setting {key!r}: {'.'.join(path[:i])} is not a section")
+        if part not in node or node[part] is None:
+            if free or part in _OPEN_MAPPINGS:
+                node[part] = {}
+            else:
+                raise SpecError(f"unknown setting {key!r}: no field {part!r} in {'.'.join(path[:i]) or 'spec'}")
+        node = node[part]
+    last = path[-1]
+    if not isinstance(node, dict):
+        raise SpecError(f"unknown setting {key!r}")
+    # Inside free-keyed mappings (losses, encoders, ...) pydantic validates the final dict.
+    if last not in node and not any(p in _OPEN_MAPPINGS for p in path[:-1]):
+        raise SpecError(f"unknown setting {key!r}: no field {last!r} in {'.'.join(path[:-1]) or 'spec'}")
+    node[last] = _parse_value(raw)

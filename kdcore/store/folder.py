@@ -1,0 +1,68 @@
+"""A run folder: spec.yaml, metrics.jsonl (every event), result.json, checkpoints/*.safetensors."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from pathlib import Path
+
+from kdcore.engine.events import Event
+
+DEFAULT_ROOT = Path("runs")
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str, max_len: int = 60) -> str:
+    """A name usable as one path component: no separators, no '..', no leading dot."""
+    cleaned = _SAFE.sub("-", name).strip(".-_")[:max_len]
+    return cleaned or "run"
+
+
+def new_run_dir(root: str | Path, name: str) -> Path:
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}-{safe_name(name)}"
+    for i in range(1000):
+        candidate = root / (base if i == 0 else f"{base}-{i}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise RuntimeError("could not create a unique run folder")
+
+
+class RunFolderWriter:
+    """Subscriber that appends every event to ``metrics.jsonl`` (thread-safe, line-buffered)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self._lock = threading.Lock()
+        self._fh = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+
+    def __call__(self, event: Event) -> None:
+        line = json.dumps(event.to_dict(), default=float)
+        with self._lock:
+            self._fh.write(line + "\n")
+            if event.kind != "StepLosses":
+                self._fh.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()
+
+
+def read_events(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+    return out

@@ -1,0 +1,136 @@
+"""Loss-weighting strategies and temperature schedules, registered by name.
+
+A :class:`Weighting` turns the named loss terms into one total (and may learn parameters, e.g.
+uncertainty weighting's log-variances) and may give per-sample weights (teacher confidence,
+C2KD-style filtering). A :class:`TemperatureSchedule` gives T for the current step (it may be a
+learnable parameter). Both report their current values every step so the app can plot them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from kdcore.models.output import ModelOutput
+
+WEIGHTINGS: dict[str, type["Weighting"]] = {}
+TEMPERATURE_SCHEDULES: dict[str, type["TemperatureSchedule"]] = {}
+
+
+def register_weighting(cls):
+    WEIGHTINGS[cls.name] = cls
+    return cls
+
+
+def register_schedule(cls):
+    TEMPERATURE_SCHEDULES[cls.name] = cls
+    return cls
+
+
+class Weighting(nn.Module):
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, loss_weights: dict[str, float], **params: Any):
+        super().__init__()
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"weighting {self.name!r}: unknown parameter(s) {sorted(unknown)}; "
+                             f"allowed: {', '.join(self.defaults) or 'none'}")
+        self.loss_weights = dict(loss_weights)
+        self.params = {**self.defaults, **params}
+
+    def sample_weights(self, student: ModelOutput, teacher: ModelOutput | None, labels: Tensor,
+                       temperature: Tensor | float) -> Tensor | None:
+        """Per-sample weights [B] for the distillation terms, or None (all ones)."""
+        return None
+
+    def combine(self, terms: dict[str, Tensor], owner: dict[str, str]) -> tuple[Tensor, dict[str, float]]:
+        """Sum ``terms`` (term name → scalar); ``owner`` maps term → loss name. Returns the total
+        and the effective weight of every term."""
+        total = 0.0
+        weights = {}
+        for term, value in terms.items():
+            w = self.loss_weights[owner[term]]
+            weights[term] = w
+            total = total + w * value
+        return total, weights
+
+
+@register_weighting
+class FixedWeighting(Weighting):
+    """L = Σ_k w_k L_k with the spec's fixed weights."""
+
+    name = "fixed"
+    summary = "fixed weights from the spec: L = Σ w_k L_k"
+
+
+class TemperatureSchedule(nn.Module):
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, base: float, **params: Any):
+        super().__init__()
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"temperature schedule {self.name!r}: unknown parameter(s) {sorted(unknown)}; "
+                             f"allowed: {', '.join(self.defaults) or 'none'}")
+        self.base = float(base)
+        self.params = {**self.defaults, **params}
+
+    def value(self, progress: float) -> Tensor | float:
+        """T at ``progress`` ∈ [0, 1] through the phase."""
+        return self.base
+
+
+@register_schedule
+class ConstantTemperature(TemperatureSchedule):
+    name = "constant"
+    summary = "T stays at the spec's temperature"
+
+
+@register_schedule
+class LinearTemperature(TemperatureSchedule):
+    """T(p) = T_start + p (T_end − T_start), T_start = spec temperature."""
+
+    name = "linear"
+    summary = "T moves linearly from the spec's temperature to `end`"
+    defaults = {"end": 1.0}
+
+    def value(self, progress: float) -> float:
+        return self.base + progress * (float(self.params["end"]) - self.base)
+
+
+@register_schedule
+class CosineTemperature(TemperatureSchedule):
+    """T(p) = T_end + ½ (T_start − T_end)(1 + cos π p)."""
+
+    name = "cosine"
+    summary = "T follows a half cosine from the spec's temperature to `end`"
+    defaults = {"end": 1.0}
+
+    def value(self, progress: float) -> float:
+        end = float(self.params["end"])
+        return end + 0.5 * (self.base - end) * (1 + math.cos(math.pi * progress))
+
+
+@register_schedule
+class LearnableTemperature(TemperatureSchedule):
+    """T = softplus(θ) + T_min, θ learned with the student (initialised so that T = spec temperature)."""
+
+    name = "learnable"
+    summary = "T is a learned parameter (softplus, ≥ `min`) optimised with the student"
+    defaults = {"min": 0.5}
+
+    def __init__(self, base: float, **params: Any):
+        super().__init__(base, **params)
+        t0 = max(self.base - float(self.params["min"]), 1e-3)
+        self.theta = nn.Parameter(torch.tensor(math.log(math.expm1(t0))))
+
+    def value(self, progress: float) -> Tensor:
+        return nn.functional.softplus(self.theta) + float(self.params["min"])
