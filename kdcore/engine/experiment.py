@@ -86,6 +86,9 @@ class Experiment:
         self.results: dict[str, PhaseResult] = {}
         self.teacher_cache: TeacherCache | None = None
         self._phase = "setup"
+        # observers called after every epoch of every phase: fn(experiment, phase, epoch, model);
+        # they must not modify the model (copy it first) and may emit events via experiment.emit
+        self.epoch_callbacks: list[Callable[["Experiment", str, int, nn.Module], None]] = []
 
     # ---- events ----------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -138,6 +141,7 @@ class Experiment:
     # ---- phases -----------------------------------------------------------------------
     def _run_phase(self, cfg: PhaseConfig) -> PhaseResult:
         self._phase = cfg.name
+        cfg.on_epoch_end = lambda epoch, model: [cb(self, cfg.name, epoch, model) for cb in self.epoch_callbacks]
         res = train_phase(cfg, self.data, self.spec.train, self.device, self.emit, self.stop_event.is_set)
         self.results[cfg.name] = res
         self.models[cfg.name] = cfg.model

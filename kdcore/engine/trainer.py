@@ -53,7 +53,8 @@ class PhaseConfig:
     # hooks for extra phases (adversarial examples, pruning): called with (phase_state) each step
     transform_inputs: Callable[["PhaseRun", dict[str, Tensor], Tensor], dict[str, Tensor]] | None = None
     after_step: Callable[["PhaseRun"], None] | None = None
-    after_epoch: Callable[["PhaseRun", int], dict[str, float]] | None = None
+    after_epoch: Callable[["PhaseRun", int], dict[str, float]] | None = None  # extra metrics per epoch
+    on_epoch_end: Callable[[int, nn.Module], None] | None = None  # experiment-level observers (1-based epoch)
 
 
 @dataclass
@@ -175,6 +176,8 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
             cm = attention_by_class(ev.output.attention, ev.labels, data.num_classes)
             emit(AttentionSnapshot(cfg.name, epoch + 1, list(ev.output.modalities),
                                    cm.nan_to_num(0.0).tolist(), ev.output.attention.mean(0).tolist()))
+        if cfg.on_epoch_end is not None:
+            cfg.on_epoch_end(epoch + 1, model)
         if ev.acc > best_acc:
             best_acc, best_epoch = ev.acc, epoch + 1
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
