@@ -76,6 +76,8 @@ class Experiment:
         self.spec = spec
         self.subscribers = list(subscribers or [])
         self.stop_event = stop_event or threading.Event()
+        # checked between steps; the job manager replaces it with one that also waits while paused
+        self.should_stop: Callable[[], bool] = self.stop_event.is_set
         self.run_root = run_root
         self.run_dir: Path | None = None
         self.device = resolve_device(spec.train.device)
@@ -142,7 +144,7 @@ class Experiment:
     def _run_phase(self, cfg: PhaseConfig) -> PhaseResult:
         self._phase = cfg.name
         cfg.on_epoch_end = lambda epoch, model: [cb(self, cfg.name, epoch, model) for cb in self.epoch_callbacks]
-        res = train_phase(cfg, self.data, self.spec.train, self.device, self.emit, self.stop_event.is_set)
+        res = train_phase(cfg, self.data, self.spec.train, self.device, self.emit, self.should_stop)
         self.results[cfg.name] = res
         self.models[cfg.name] = cfg.model
         extra = res.history[-1]["extra"] if res.history else {}

@@ -1,0 +1,455 @@
+"""Background jobs: run :class:`~kdcore.engine.experiment.Experiment` in threads, process-wide.
+
+The app keeps one :class:`JobManager` per server process (the pages wrap it in
+``st.cache_resource``); every browser session submits to it. Nothing here imports streamlit and
+the training thread never touches the UI: it only writes into its :class:`Job` (lock-protected,
+bounded buffers), and the pages read immutable :class:`JobSnapshot` objects.
+
+* At most ``max_concurrent`` jobs train at once; further jobs wait in a FIFO queue and report
+  their position (1 = next to start).
+* ``Job.stop()`` ends a running job between two optimiser steps (status ``stopped``) or removes
+  a queued one from the queue. ``Job.pause()`` / ``Job.resume()`` hold the training thread
+  between steps; paused time does not count towards the ETA.
+* A crash anywhere inside the job thread marks that job ``failed`` with its message; the manager
+  keeps serving other jobs.
+* Run folders go under ``$KDLAB_RUNS_DIR`` (default ``runs/``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping
+
+from kdcore.engine.events import TERMINAL, Event
+from kdcore.spec import ExperimentSpec
+
+QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED = "queued", "running", "finished", "stopped", "failed", "diverged"
+STATUSES = (QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED)
+DONE_STATUSES = (FINISHED, STOPPED, FAILED, DIVERGED)
+
+EpochCallback = Callable[[Any, str, int, Any], None]  # (experiment, phase, epoch, model)
+
+
+def runs_dir() -> Path:
+    """Where jobs write run folders: ``$KDLAB_RUNS_DIR`` or ``runs/``."""
+    return Path(os.environ.get("KDLAB_RUNS_DIR") or "runs")
+
+
+def default_max_concurrent() -> int:
+    """``$KDLAB_MAX_JOBS`` (default 2): jobs that may train at the same time."""
+    raw = os.environ.get("KDLAB_MAX_JOBS", "2")
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        raise ValueError(f"KDLAB_MAX_JOBS must be a positive integer, got {raw!r}") from None
+
+
+class DecimatingBuffer:
+    """Keeps at most ``cap`` items of an unbounded stream, evenly spread over the whole stream.
+
+    When full, every second stored item is dropped and only every ``stride``-th new item is kept
+    (stride doubles each time), so a long run's curve keeps its beginning and its shape in bounded
+    memory. The most recent item is always available as :attr:`last`.
+    """
+
+    def __init__(self, cap: int):
+        if cap < 2:
+            raise ValueError("buffer cap must be ≥ 2")
+        self.cap = cap
+        self.items: list[Any] = []
+        self.stride = 1
+        self.seen = 0
+        self.last: Any = None
+
+    def append(self, item: Any) -> None:
+        self.last = item
+        if self.seen % self.stride == 0:
+            self.items.append(item)
+            if len(self.items) >= self.cap:
+                self.items = self.items[::2]
+                self.stride *= 2
+        self.seen += 1
+
+    def view(self) -> tuple[Any, ...]:
+        """Stored items, plus the latest item if decimation skipped it."""
+        if self.last is not None and (not self.items or self.items[-1] is not self.last):
+            return (*self.items, self.last)
+        return tuple(self.items)
+
+
+@dataclass(frozen=True)
+class PhaseProgress:
+    phase: str
+    state: str  # pending | running | done
+    epoch: int = 0  # epochs completed
+    epochs: int = 0
+    step: int = 0  # steps completed
+    total_steps: int = 0
+    elapsed_s: float = 0.0  # active (unpaused) seconds in this phase
+    eta_s: float | None = None  # seconds left in this phase (None: unknown yet)
+
+    @property
+    def fraction(self) -> float:
+        if self.state == "done":
+            return 1.0
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """An immutable view of a job at one moment (safe to read while the job keeps training)."""
+
+    id: str
+    name: str
+    spec: ExperimentSpec
+    status: str
+    paused: bool
+    queue_position: int | None  # 1-based while queued
+    message: str
+    created: float
+    started: float | None
+    ended: float | None
+    run_dir: str | None
+    phases: tuple[str, ...]
+    current_phase: str | None
+    progress: Mapping[str, PhaseProgress]
+    events: Mapping[str, tuple[dict, ...]]  # kind -> event dicts (Event.to_dict()), oldest first
+    result: dict | None
+    event_count: int  # events received so far (monotone; a cheap "has anything changed" check)
+    last_event_t: float | None  # engine timestamp of the latest event
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATUSES
+
+    @property
+    def state_label(self) -> str:
+        if self.status == QUEUED:
+            return f"queued (position {self.queue_position})"
+        return "paused" if (self.status == RUNNING and self.paused) else self.status
+
+    def of(self, kind: str) -> tuple[dict, ...]:
+        return self.events.get(kind, ())
+
+    @property
+    def steps(self) -> tuple[dict, ...]:
+        return self.of("StepLosses")
+
+    @property
+    def epochs(self) -> tuple[dict, ...]:
+        return self.of("EpochMetrics")
+
+    @property
+    def attention(self) -> tuple[dict, ...]:
+        return self.of("AttentionSnapshot")
+
+
+class _PhaseClock:
+    def __init__(self, phase: str):
+        self.phase = phase
+        self.state = "pending"
+        self.epochs = 0
+        self.steps_per_epoch = 0
+        self.epoch = 0
+        self.step = 0
+        self.active = 0.0  # accumulated unpaused seconds
+        self.resumed_at: float | None = None
+
+    def elapsed(self, now: float) -> float:
+        return self.active + (now - self.resumed_at if self.resumed_at is not None else 0.0)
+
+    def freeze(self, now: float) -> PhaseProgress:
+        total = self.epochs * self.steps_per_epoch
+        el = self.elapsed(now)
+        eta = None
+        if self.state == "done":
+            eta = 0.0
+        elif self.state == "running" and self.step > 0 and total:
+            eta = el / self.step * max(0, total - self.step)
+        return PhaseProgress(self.phase, self.state, self.epoch, self.epochs, self.step, total, el, eta)
+
+
+class Job:
+    """One experiment in the manager. Thread-safe; read it through :meth:`snapshot`."""
+
+    def __init__(self, job_id: str, spec: ExperimentSpec, manager: "JobManager",
+                 epoch_callbacks: Iterable[EpochCallback] = (), subscribers: Iterable[Callable[[Event], None]] = (),
+                 buffer_cap: int = 4000):
+        self.id = job_id
+        self.spec = spec
+        self.manager = manager
+        self.epoch_callbacks = list(epoch_callbacks)
+        self.subscribers = list(subscribers)
+        self.buffer_cap = buffer_cap
+        self.status = QUEUED
+        self.message = ""
+        self.created = time.time()
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.run_dir: str | None = None
+        self.result: dict | None = None
+        self.experiment = None  # kdcore.engine.experiment.Experiment, set when the job starts
+        self.thread: threading.Thread | None = None
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()  # set = not paused
+        self._buffers: dict[str, DecimatingBuffer] = {}
+        self._phase_order: list[str] = []
+        self._clocks: dict[str, _PhaseClock] = {}
+        self._current: str | None = None
+        self._event_count = 0
+        self._last_event_t: float | None = None
+        self._done = threading.Event()
+
+    # ---- control (any thread) -------------------------------------------------------
+    def stop(self) -> None:
+        """Stop between two steps (running) or drop from the queue (queued)."""
+        self._stop.set()
+        self._resume.set()  # a paused job must wake up to stop
+        self.manager._cancel_queued(self)
+
+    def pause(self) -> None:
+        with self._lock:
+            if self.status != RUNNING or self._stop.is_set():
+                return
+            self._resume.clear()
+            clock = self._clocks.get(self._current or "")
+            if clock is not None and clock.resumed_at is not None:
+                clock.active += time.time() - clock.resumed_at
+                clock.resumed_at = None
+
+    def resume(self) -> None:
+        with self._lock:
+            if not self._resume.is_set():
+                clock = self._clocks.get(self._current or "")
+                if clock is not None and clock.state == "running":
+                    clock.resumed_at = time.time()
+            self._resume.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resume.is_set()
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATUSES
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job has ended; True if it did within ``timeout``."""
+        return self._done.wait(timeout)
+
+    @property
+    def models(self) -> dict[str, Any]:
+        """Trained models by phase (teacher / baseline / kd / extra phases) once the job ended.
+
+        Models of phases that finished are available even after a stop or a failure."""
+        exp = self.experiment
+        return dict(exp.models) if (exp is not None and self.done) else {}
+
+    # ---- the training thread's side -------------------------------------------------
+    def _should_stop(self) -> bool:
+        """Called by the trainer between steps: blocks while paused, True when stop was asked."""
+        while not self._resume.is_set():
+            self._resume.wait(0.2)
+        return self._stop.is_set()
+
+    def _on_event(self, ev: Event) -> None:
+        now = time.time()
+        d = ev.to_dict()
+        kind = ev.kind
+        with self._lock:
+            self._event_count += 1
+            self._last_event_t = ev.t
+            buf = self._buffers.get(kind)
+            if buf is None:
+                buf = self._buffers[kind] = DecimatingBuffer(self.buffer_cap)
+            buf.append(d)
+            if kind == "RunStarted":
+                self._phase_order = list(d["phases"])
+                self.run_dir = d.get("run_dir")
+                for p in self._phase_order:
+                    self._clocks.setdefault(p, _PhaseClock(p))
+            elif kind == "PhaseStarted":
+                clock = self._clocks.setdefault(d["phase"], _PhaseClock(d["phase"]))
+                if d["phase"] not in self._phase_order:
+                    self._phase_order.append(d["phase"])
+                clock.state, clock.epochs, clock.steps_per_epoch = "running", d["epochs"], d["steps_per_epoch"]
+                clock.resumed_at = None if self.paused else now
+                self._current = d["phase"]
+            elif kind == "StepLosses":
+                clock = self._clocks.get(d["phase"])
+                if clock is not None:
+                    clock.step = d["step"] + 1
+            elif kind == "EpochMetrics":
+                clock = self._clocks.get(d["phase"])
+                if clock is not None:
+                    clock.epoch = d["epoch"]
+            elif kind == "PhaseFinished":
+                clock = self._clocks.setdefault(d["phase"], _PhaseClock(d["phase"]))
+                if clock.resumed_at is not None:
+                    clock.active += now - clock.resumed_at
+                    clock.resumed_at = None
+                clock.state = "done"
+                if clock.steps_per_epoch:
+                    clock.step = clock.epochs * clock.steps_per_epoch
+                    clock.epoch = clock.epochs
+        for sub in self.subscribers:
+            try:
+                sub(ev)
+            except Exception:  # a broken extra subscriber must not kill the run
+                traceback.print_exc()
+
+    def _run(self) -> None:
+        from kdcore.engine.experiment import Experiment
+
+        try:
+            if self._stop.is_set():
+                self._finish(STOPPED, "stopped before it started")
+                return
+            exp = Experiment(self.spec, [self._on_event], run_root=self.manager.run_root or runs_dir())
+            exp.should_stop = self._should_stop
+            exp.epoch_callbacks.extend(self.epoch_callbacks)
+            self.experiment = exp
+            res = exp.run()
+            self._finish(res.status, res.message, res.to_dict())
+        except BaseException as exc:  # noqa: BLE001 - a crash in the job thread marks the job failed
+            self._finish(FAILED, f"{type(exc).__name__}: {exc}")
+        finally:
+            self.manager._job_done(self)
+
+    def _finish(self, status: str, message: str, result: dict | None = None) -> None:
+        with self._lock:
+            self.status = status if status in DONE_STATUSES else FAILED
+            self.message = message
+            self.result = result
+            self.ended = time.time()
+            if result is not None and result.get("run_dir"):
+                self.run_dir = result["run_dir"]
+            clock = self._clocks.get(self._current or "")
+            if clock is not None and clock.resumed_at is not None:
+                clock.active += self.ended - clock.resumed_at
+                clock.resumed_at = None
+        self._done.set()
+
+    # ---- reading ---------------------------------------------------------------------
+    def snapshot(self) -> JobSnapshot:
+        now = time.time()
+        with self._lock:
+            events = MappingProxyType({k: b.view() for k, b in self._buffers.items()})
+            progress = MappingProxyType({p: self._clocks[p].freeze(now) for p in self._phase_order
+                                         if p in self._clocks})
+            return JobSnapshot(
+                id=self.id, name=self.spec.name, spec=self.spec, status=self.status, paused=self.paused,
+                queue_position=self.manager.queue_position(self), message=self.message, created=self.created,
+                started=self.started, ended=self.ended, run_dir=self.run_dir, phases=tuple(self._phase_order),
+                current_phase=self._current, progress=progress, events=events,
+                result=dict(self.result) if self.result is not None else None,
+                event_count=self._event_count, last_event_t=self._last_event_t,
+            )
+
+
+class JobManager:
+    """Process-wide registry of jobs with a concurrency cap and a FIFO queue. Thread-safe."""
+
+    def __init__(self, max_concurrent: int | None = None, run_root: str | Path | None = None,
+                 buffer_cap: int = 4000, keep_finished: int = 50):
+        self.max_concurrent = max_concurrent if max_concurrent is not None else default_max_concurrent()
+        if self.max_concurrent < 1:
+            raise ValueError("max_concurrent must be ≥ 1")
+        self.run_root = Path(run_root) if run_root is not None else None
+        self.buffer_cap = buffer_cap
+        self.keep_finished = keep_finished
+        self._lock = threading.RLock()
+        self._jobs: dict[str, Job] = {}
+        self._queue: deque[Job] = deque()
+        self._running: set[str] = set()
+        self._ids = itertools.count(1)
+
+    def submit(self, spec: ExperimentSpec, epoch_callbacks: Iterable[EpochCallback] = (),
+               subscribers: Iterable[Callable[[Event], None]] = ()) -> Job:
+        """Queue ``spec``; it starts at once if fewer than ``max_concurrent`` jobs are running.
+
+        ``epoch_callbacks`` are added to the experiment's (``fn(experiment, phase, epoch, model)``);
+        ``subscribers`` receive every engine event (in the training thread)."""
+        if not isinstance(spec, ExperimentSpec):
+            raise TypeError("submit expects an ExperimentSpec")
+        with self._lock:
+            job = Job(f"job-{next(self._ids)}-{int(time.time() * 1000) % 100000:05d}", spec, self,
+                      epoch_callbacks, subscribers, self.buffer_cap)
+            self._jobs[job.id] = job
+            self._queue.append(job)
+            self._prune()
+            self._start_ready()
+            return job
+
+    def get(self, job_id: str | None) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id) if job_id else None
+
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def running(self) -> list[Job]:
+        with self._lock:
+            return [self._jobs[i] for i in self._running]
+
+    def queued(self) -> list[Job]:
+        with self._lock:
+            return list(self._queue)
+
+    def queue_position(self, job: Job) -> int | None:
+        with self._lock:
+            for i, j in enumerate(self._queue):
+                if j is job:
+                    return i + 1
+            return None
+
+    def stop_all(self, wait: float | None = None) -> None:
+        for job in self.jobs():
+            job.stop()
+        if wait is not None:
+            deadline = time.time() + wait
+            for job in self.jobs():
+                job.wait(max(0.0, deadline - time.time()))
+
+    # ---- internals -------------------------------------------------------------------
+    def _start_ready(self) -> None:
+        with self._lock:
+            while self._queue and len(self._running) < self.max_concurrent:
+                job = self._queue.popleft()
+                self._running.add(job.id)
+                job.status = RUNNING
+                job.started = time.time()
+                job.thread = threading.Thread(target=job._run, name=f"kdlab-{job.id}", daemon=True)
+                job.thread.start()
+
+    def _cancel_queued(self, job: Job) -> None:
+        with self._lock:
+            if job in self._queue:
+                self._queue.remove(job)
+                job._finish(STOPPED, "removed from the queue")
+
+    def _job_done(self, job: Job) -> None:
+        with self._lock:
+            self._running.discard(job.id)
+            self._start_ready()
+
+    def _prune(self) -> None:
+        """Forget the oldest ended jobs beyond ``keep_finished`` (their run folders stay)."""
+        ended = [j for j in self._jobs.values() if j.done]
+        for j in sorted(ended, key=lambda j: j.created)[: max(0, len(ended) - self.keep_finished)]:
+            del self._jobs[j.id]
+
+
+__all__ = ["DONE_STATUSES", "STATUSES", "DecimatingBuffer", "Job", "JobManager", "JobSnapshot", "PhaseProgress",
+           "runs_dir", "TERMINAL"]

@@ -1,0 +1,193 @@
+"""The background job manager: status life cycle, cap + queue, stop, pause/resume, crash handling."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import pytest
+
+from kdcore.engine.jobs import DecimatingBuffer, JobManager, runs_dir
+from kdcore.presets import load_preset
+
+TIMEOUT = 240
+
+
+@pytest.fixture
+def micro_spec():
+    return load_preset("digits-av").with_overrides([
+        "name=micro", "data.train_limit=40", "train.teacher_epochs=1", "train.student_epochs=1",
+        "train.batch_size=16", "train.probe_samples=16",
+    ])
+
+
+@pytest.fixture
+def manager(tmp_path):
+    m = JobManager(max_concurrent=1, run_root=tmp_path / "runs")
+    yield m
+    m.stop_all(wait=60)
+
+
+def pause_on_first_step(holder):
+    """A subscriber that pauses its job at the first optimiser step of the given phase."""
+    def sub(ev):
+        if ev.kind == "StepLosses" and not holder.get("paused_once"):
+            holder["paused_once"] = True
+            holder["job"].pause()
+    return sub
+
+
+def test_job_runs_to_the_end_and_exposes_everything(manager, micro_spec, tmp_path):
+    seen_epochs = []
+    events = []
+    job = manager.submit(micro_spec, epoch_callbacks=[lambda exp, phase, epoch, model: seen_epochs.append(
+        (phase, epoch))], subscribers=[events.append])
+    assert job.wait(TIMEOUT)
+    snap = job.snapshot()
+    assert snap.status == "finished", snap.message
+    assert snap.done and snap.queue_position is None
+    assert snap.phases == ("teacher", "baseline", "kd")
+    assert set(snap.result["phases"]) == {"teacher", "baseline", "kd"}
+    assert snap.result["kd_gain"] == pytest.approx(
+        snap.result["phases"]["kd"]["test_acc"] - snap.result["phases"]["baseline"]["test_acc"])
+    # events by kind, each term of each step, epochs for every phase
+    assert {e["phase"] for e in snap.steps} == {"teacher", "baseline", "kd"}
+    assert {"ce", "kd"} <= set(snap.steps[-1]["terms"])
+    assert [(e["phase"], e["epoch"]) for e in snap.epochs] == [("teacher", 1), ("baseline", 1), ("kd", 1)]
+    assert snap.attention and snap.attention[0]["modalities"] == ["image", "audio", "text"]
+    for p in snap.phases:
+        prog = snap.progress[p]
+        assert prog.state == "done" and prog.fraction == 1.0 and prog.eta_s == 0.0
+        assert prog.step == prog.total_steps > 0
+    # subscribers and epoch callbacks were called
+    assert seen_epochs == [("teacher", 1), ("baseline", 1), ("kd", 1)]
+    assert events[0].kind == "RunStarted" and events[-1].kind == "RunFinished"
+    assert snap.event_count == len(events) and snap.last_event_t == events[-1].t
+    # run folder under the manager's root, models available for inspection
+    run_dir = Path(snap.run_dir)
+    assert run_dir.parent == tmp_path / "runs"
+    assert (run_dir / "result.json").is_file() and (run_dir / "checkpoints" / "kd.safetensors").is_file()
+    assert set(job.models) == {"teacher", "baseline", "kd"}
+    assert job.experiment.teacher is job.models["teacher"]
+
+
+def test_snapshot_is_immutable_and_detached(manager, micro_spec):
+    job = manager.submit(micro_spec)
+    assert job.wait(TIMEOUT)
+    snap = job.snapshot()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snap.status = "running"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        snap.events["StepLosses"] = ()  # type: ignore[index]
+    assert isinstance(snap.steps, tuple)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snap.progress["kd"].step = 0  # type: ignore[misc]
+
+
+def test_cap_queue_position_and_stop(manager, micro_spec):
+    holder: dict = {}
+    first = manager.submit(micro_spec, subscribers=[pause_on_first_step(holder)])
+    holder["job"] = first
+    second = manager.submit(micro_spec.with_overrides(["name=second"]))
+    third = manager.submit(micro_spec.with_overrides(["name=third"]))
+    assert first.snapshot().status == "running"
+    s2, s3 = second.snapshot(), third.snapshot()
+    assert (s2.status, s2.queue_position) == ("queued", 1)
+    assert (s3.status, s3.queue_position) == ("queued", 2)
+    assert s3.state_label == "queued (position 2)"
+    # stopping a queued job removes it from the queue; the others move up
+    third.stop()
+    assert third.snapshot().status == "stopped" and third.snapshot().queue_position is None
+    assert second.snapshot().queue_position == 1
+    # stopping the paused running job ends it as stopped and starts the next one
+    deadline = time.time() + TIMEOUT
+    while not first.paused and time.time() < deadline:
+        time.sleep(0.05)
+    first.stop()
+    assert first.wait(TIMEOUT)
+    assert first.snapshot().status == "stopped"
+    deadline = time.time() + 30
+    while second.snapshot().status == "queued" and time.time() < deadline:
+        time.sleep(0.05)
+    assert second.snapshot().status in ("running", "finished")
+    second.stop()
+    assert second.wait(TIMEOUT)
+    assert second.snapshot().status in ("stopped", "finished")
+
+
+def test_pause_holds_training_between_steps_and_resume_continues(manager, micro_spec):
+    holder: dict = {}
+    job = manager.submit(micro_spec, subscribers=[pause_on_first_step(holder)])
+    holder["job"] = job
+    deadline = time.time() + TIMEOUT
+    while not job.paused and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.paused
+    time.sleep(0.3)  # let the trainer reach its between-steps check
+    n = len(job.snapshot().steps)
+    time.sleep(1.0)
+    snap = job.snapshot()
+    assert len(snap.steps) == n and snap.status == "running" and snap.state_label == "paused"
+    elapsed = snap.progress["teacher"].elapsed_s
+    time.sleep(0.5)
+    assert job.snapshot().progress["teacher"].elapsed_s == pytest.approx(elapsed)  # paused time is not counted
+    job.resume()
+    assert job.wait(TIMEOUT)
+    assert job.snapshot().status == "finished"
+    assert len(job.snapshot().steps) > n
+
+
+def test_crash_marks_job_failed_and_manager_keeps_serving(manager, micro_spec):
+    def boom(exp, phase, epoch, model):
+        if phase == "baseline":
+            raise RuntimeError("callback exploded")
+
+    bad = manager.submit(micro_spec, epoch_callbacks=[boom])
+    assert bad.wait(TIMEOUT)
+    snap = bad.snapshot()
+    assert snap.status == "failed"
+    assert "callback exploded" in snap.message
+    assert "teacher" in bad.models  # the phases that finished stay inspectable
+    good = manager.submit(micro_spec)
+    assert good.wait(TIMEOUT)
+    assert good.snapshot().status == "finished"
+
+
+def test_crash_outside_the_experiment_loop_is_caught(tmp_path, micro_spec):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    m = JobManager(max_concurrent=1, run_root=blocker)  # cannot create run folders under a file
+    job = m.submit(micro_spec)
+    assert job.wait(60)
+    snap = job.snapshot()
+    assert snap.status == "failed" and snap.message
+    assert m.running() == []
+
+
+def test_runs_dir_from_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("KDLAB_RUNS_DIR", str(tmp_path / "elsewhere"))
+    assert runs_dir() == tmp_path / "elsewhere"
+    monkeypatch.delenv("KDLAB_RUNS_DIR")
+    assert runs_dir() == Path("runs")
+
+
+def test_bad_cap_is_rejected(monkeypatch):
+    with pytest.raises(ValueError, match="max_concurrent"):
+        JobManager(max_concurrent=0)
+    monkeypatch.setenv("KDLAB_MAX_JOBS", "many")
+    with pytest.raises(ValueError, match="KDLAB_MAX_JOBS"):
+        JobManager()
+
+
+def test_decimating_buffer_is_bounded_and_spans_the_stream():
+    buf = DecimatingBuffer(cap=100)
+    for i in range(10_000):
+        buf.append(i)
+    items = buf.view()
+    assert len(items) <= 101
+    assert items[0] == 0 and items[-1] == 9_999
+    gaps = {b - a for a, b in zip(items[:-2], items[1:-1])}
+    assert len(gaps) == 1  # evenly spaced
+    with pytest.raises(ValueError):
+        DecimatingBuffer(1)
