@@ -8,6 +8,7 @@ into the optimiser; the teacher is never optimised. Best-on-validation weights a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -55,6 +56,7 @@ class PhaseConfig:
     after_step: Callable[["PhaseRun"], None] | None = None
     after_epoch: Callable[["PhaseRun", int], dict[str, float]] | None = None  # extra metrics per epoch
     on_epoch_end: Callable[[int, nn.Module], None] | None = None  # experiment-level observers (1-based epoch)
+    min_best_epoch: int = 0  # best-on-val checkpoint chosen among epochs ≥ this (1-based; pruning schedules)
 
 
 @dataclass
@@ -141,10 +143,16 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
             sw = cfg.weighting.sample_weights(s_out, t_out, batch.labels, temperature)
             ctx = StepContext(labels=batch.labels, epoch=epoch, total_epochs=cfg.epochs, step=state.step,
                               temperature=temperature, aux=batch.aux, sample_weight=sw, inputs=s_inputs)
+            # per-sample weights and the strategy's view of the outputs are for distillation terms;
+            # label-only terms (CE) see every sample and the raw outputs
+            label_ctx = dataclasses.replace(ctx, sample_weight=None)
+            s_kd, t_kd = cfg.weighting.distill_outputs(s_out, t_out, batch.labels)
             terms: dict[str, Tensor] = {}
             owner: dict[str, str] = {}
             for name, loss in cfg.losses.items():
-                for term, value in loss(s_out, t_out, ctx).items():
+                kd_term = type(loss).needs_teacher
+                args = (s_kd, t_kd, ctx) if kd_term else (s_out, t_out, label_ctx)
+                for term, value in loss(*args).items():
                     terms[term] = value
                     owner[term] = name
             total, eff_w = cfg.weighting.combine(terms, owner)
@@ -161,7 +169,7 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
                 cfg.after_step(state)
             loss_sum += total.detach() * len(rows)
             correct += (s_out.logits.detach().argmax(1) == batch.labels).sum()
-            emit(StepLosses(cfg.name, epoch, state.step, float(total),
+            emit(StepLosses(cfg.name, epoch, state.step, float(total.detach()),
                             {k: float(v) for k, v in terms.items()}, eff_w,
                             None if cfg.teacher is None else float(temperature),
                             opt.param_groups[0]["lr"]))
@@ -178,7 +186,7 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
                                    cm.nan_to_num(0.0).tolist(), ev.output.attention.mean(0).tolist()))
         if cfg.on_epoch_end is not None:
             cfg.on_epoch_end(epoch + 1, model)
-        if ev.acc > best_acc:
+        if ev.acc > best_acc and epoch + 1 >= cfg.min_best_epoch:
             best_acc, best_epoch = ev.acc, epoch + 1
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if best_state is None:
