@@ -69,6 +69,23 @@ class AttentionSnapshot(Event):
 
 
 @dataclass
+class AttributionSnapshot(Event):
+    """Teacher–student attribution agreement on a fixed probe set after one epoch of a student phase
+    (emitted by ``kdcore.explain.callback.AgreementCallback``)."""
+
+    phase: str
+    epoch: int
+    method: str
+    modalities: list[str]  # modalities both networks see
+    spearman: dict[str, float]  # modality -> mean Spearman ρ of |attribution| ranks (+ "all")
+    topk: dict[str, float]  # modality -> mean top-k overlap (+ "all")
+    student_shares: dict[str, float]  # per-modality share of total |attribution|
+    teacher_shares: dict[str, float]
+    samples: int
+    k_frac: float
+
+
+@dataclass
 class PhaseFinished(Event):
     phase: str
     best_epoch: int
