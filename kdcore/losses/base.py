@@ -51,7 +51,7 @@ class StepContext:
 class DistillLoss(nn.Module):
     name: ClassVar[str]
     summary: ClassVar[str]  # one line for `python -m kdcore methods`
-    family: ClassVar[str]  # label | logit | feature | relation | multimodal
+    family: ClassVar[str]  # label | logit | feature | relation | multimodal | multitask
     paper: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}  # hyper-parameters (and the anchors' default weight)
     default_weight: ClassVar[float] = 1.0
@@ -64,6 +64,9 @@ class DistillLoss(nn.Module):
             allowed = ", ".join(self.defaults) or "none"
             raise ValueError(f"loss {self.name!r}: unknown parameter(s) {sorted(unknown)}; allowed: {allowed}")
         self.params = {**self.defaults, **params}
+        # what this instance is applied to, in words (e.g. which feature pair and regressor); filled by
+        # subclasses from the probe outputs, for the CLI / app to show next to the loss curves
+        self.note: str = ""
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
         raise TypeError(f"{type(self).__name__} must implement forward")

@@ -1,4 +1,4 @@
-"""Label and logit losses: hard-label CE and Hinton KD."""
+"""Label and logit losses: hard-label CE, Hinton KD, decoupled KD (DKD) and logit MSE."""
 
 from __future__ import annotations
 
@@ -42,4 +42,77 @@ class HintonKD(DistillLoss):
     default_weight = 0.9
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
-        return {"kd": LF.kd_loss(student.logits, teacher.logits, ctx.temperature, ctx.sample_weight)}
+        return {"kd": LF.kd_loss(student.logits, teacher.logits.detach(), ctx.temperature, ctx.sample_weight)}
+
+
+def _number(loss: str, params: dict, key: str, lo: float, hi: float) -> float:
+    """A numeric hyper-parameter in [lo, hi]; the error names the parameter and the range."""
+    value = params[key]
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"loss {loss!r}: params.{key}={value!r} is not a number") from None
+    if not lo <= x <= hi:
+        raise ValueError(f"loss {loss!r}: params.{key}={value!r} is outside the allowed range [{lo}, {hi}]")
+    return x
+
+
+@register
+class DecoupledKD(DistillLoss):
+    """Decoupled Knowledge Distillation — Zhao, Cui, Song, Qiu & Liang, CVPR 2022
+    ("Decoupled Knowledge Distillation", arXiv:2203.08679).
+
+    With p = softmax(z / T), t the target class, b = [p_t, 1 − p_t] and p̂ the softmax over the
+    non-target classes (target logit − 1000 before the softmax, as in the authors' code):
+
+        TCKD = T² · KL(b_T ‖ b_S),   NCKD = T² · KL(p̂_T ‖ p̂_S)   (both ``batchmean``)
+        L = w(e) · (α · TCKD + β · NCKD),   w(e) = min(e / warmup, 1)
+
+    where e is the 1-based epoch of the phase (``ctx.epoch + 1``), as in mdistiller (whose epochs
+    count from 1), so the first epoch already gets 1/warmup; ``warmup=0`` turns the ramp off.
+    Defaults α = 1, β = 8, warm-up 20 epochs (mdistiller's CIFAR-100 setting, 240 epochs); with
+    shorter phases DKD never reaches full weight unless ``warmup`` is lowered — e.g.
+    ``--set distill.losses.dkd.params.warmup=3``. T comes from the temperature schedule (ctx).
+    Returns the two weighted parts as ``dkd/tckd`` and ``dkd/nckd`` (their sum is L). Paper identity
+    (Eq. 1): KD = TCKD + (1 − p_t^T) · NCKD per sample."""
+
+    name = "dkd"
+    summary = "decoupled KD: α·TCKD (target vs rest) + β·NCKD (non-target classes), linear warm-up"
+    family = "logit"
+    paper = "Zhao et al. CVPR 2022, arXiv:2203.08679"
+    defaults = {"alpha": 1.0, "beta": 8.0, "warmup": 20}
+    default_weight = 1.0
+
+    def __init__(self, setup, **params):
+        super().__init__(setup, **params)
+        self.alpha = _number(self.name, self.params, "alpha", 0.0, 1e4)
+        self.beta = _number(self.name, self.params, "beta", 0.0, 1e4)
+        self.warmup = _number(self.name, self.params, "warmup", 0.0, 1e4)
+        self.note = f"α={self.alpha:g}, β={self.beta:g}, warm-up over {self.warmup:g} epochs"
+
+    def warmup_factor(self, epoch: int) -> float:
+        """min((epoch + 1) / warmup, 1) for the 0-based ``epoch`` (1 when warmup = 0)."""
+        return 1.0 if self.warmup <= 0 else min((epoch + 1) / self.warmup, 1.0)
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
+        tckd, nckd = LF.dkd_parts(student.logits, teacher.logits.detach(), ctx.labels, ctx.temperature,
+                                  sample_weight=ctx.sample_weight)
+        w = self.warmup_factor(ctx.epoch)
+        return {"dkd/tckd": w * self.alpha * tckd, "dkd/nckd": w * self.beta * nckd}
+
+
+@register
+class LogitMSE(DistillLoss):
+    """Logit matching — Ba & Caruana, NeurIPS 2014 ("Do Deep Nets Really Need to be Deep?").
+
+    L = (1/B) Σ_i (1/C) Σ_c (z_s,ic − z_t,ic)²  on the raw logits (no temperature). Zero when the
+    student's logits equal the teacher's."""
+
+    name = "logit_mse"
+    summary = "mean squared error between student and teacher logits"
+    family = "logit"
+    paper = "Ba & Caruana 2014, arXiv:1312.6184"
+    default_weight = 1.0
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
+        return {"logit_mse": LF.logit_mse_loss(student.logits, teacher.logits.detach(), ctx.sample_weight)}
