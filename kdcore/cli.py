@@ -84,12 +84,38 @@ class ProgressPrinter:
         self.stream.flush()
 
 
+# extra per-phase metrics shown as columns (fractions, printed as %): header → result key prefix/name
+_EXTRA_COLUMNS = {"fgsm_acc": "FGSM", "pgd_acc": "PGD", "sparsity": "sparsity"}
+
+
+def _extra_columns(phases: dict) -> list[tuple[str, str]]:
+    keys: list[str] = []
+    for r in phases.values():
+        keys += [k for k in r if k not in keys]
+    cols = [(k, "−" + k.removeprefix("acc_without_")) for k in keys if k.startswith("acc_without_")]
+    cols += [(k, h) for k, h in _EXTRA_COLUMNS.items() if k in keys]
+    return cols
+
+
 def result_table(result: dict) -> str:
     phases = result["phases"]
-    lines = [f"{'phase':<10} {'test acc':>9} {'val acc':>8} {'best ep':>7} {'params':>10}"]
+    w = max([10, *map(len, phases)])
+    cols = _extra_columns(phases)
+    head = "".join(f" {h:>{max(8, len(h))}}" for _, h in cols)
+    lines = [f"{'phase':<{w}} {'test acc':>9} {'val acc':>8} {'best ep':>7} {'params':>10}{head}"]
     for name, r in phases.items():
-        lines.append(f"{name:<10} {100 * r['test_acc']:8.2f}% {100 * r['val_acc']:7.2f}% {r['best_epoch']:>7} "
-                     f"{r['params'] or 0:>10,}")
+        cells = "".join(f" {'':>{max(8, len(h))}}" if not isinstance(r.get(k), (int, float))
+                        else f" {100 * r[k]:>{max(8, len(h)) - 1}.2f}%" for k, h in cols)
+        lines.append(f"{name:<{w}} {100 * r['test_acc']:8.2f}% {100 * r['val_acc']:7.2f}% {r['best_epoch']:>7} "
+                     f"{r['params'] or 0:>10,}{cells}")
+    if any(k.startswith("acc_without_") for k, _ in cols):
+        lines.append("−m = test accuracy with modality m removed at test time.")
+    eps = next((r["robust_eps"] for r in phases.values() if "robust_eps" in r), None)
+    if eps is not None:
+        lines.append(f"FGSM / PGD = test accuracy under that white-box L∞ attack at ε = {eps:g} "
+                     "(standardised input units; token inputs unperturbed).")
+    if any(k == "sparsity" for k, _ in cols):
+        lines.append("sparsity = fraction of conv/linear weights pruned to zero.")
     if result.get("kd_gain") is not None:
         g = 100 * result["kd_gain"]
         verdict = "KD helped" if g > 0 else ("KD hurt" if g < 0 else "no change")
@@ -201,6 +227,40 @@ def _sweep(args) -> int:
 
 
 command("sweep", "run a preset over several seeds; mean ± std of every phase")((_sweep_args, _sweep))
+
+
+# ---- explain ---------------------------------------------------------------------------
+def _explain_args(p):
+    p.add_argument("run", metavar="RUN", help="run folder (with spec.yaml, metrics.jsonl, checkpoints/)")
+    p.add_argument("--method", default="ig", help="ig, saliency, smoothgrad, occlusion or gradcam (default ig)")
+    p.add_argument("--samples", type=int, default=16, help="fixed probe samples of the split (default 16)")
+    p.add_argument("--split", default="test", help="train, val or test (default test)")
+    p.add_argument("--steps", type=int, default=32, help="IG steps (default 32)")
+    p.add_argument("--window", type=int, default=3, help="occlusion window (default 3)")
+    p.add_argument("--baseline", default="zeros", help="zeros or mean (default zeros)")
+    p.add_argument("--noise-samples", type=int, default=8, help="SmoothGrad draws (default 8)")
+    p.add_argument("--topk", type=float, default=0.1, help="top-k fraction for the overlap (default 0.1)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+
+
+def _explain(args) -> int:
+    from kdcore.explain.attribution import AttributionError, AttributionParams
+    from kdcore.explain.report import explain_report, report_table
+    from kdcore.explain.runs import RunError
+    from kdcore.store.checkpoints import CheckpointError
+
+    try:
+        params = AttributionParams(steps=args.steps, window=args.window, baseline=args.baseline,
+                                   noise_samples=args.noise_samples).check()
+        rep = explain_report(args.run, args.method, args.samples, params, args.topk, args.split)
+    except (AttributionError, RunError, CheckpointError, SpecError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    print(json.dumps(rep, indent=2) if args.json else report_table(rep))
+    return 0
+
+
+command("explain", "attention α, attribution shares and teacher–student agreement of a run folder")(
+    (_explain_args, _explain))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -113,6 +113,17 @@ def _default_losses() -> dict[str, LossTerm]:
     return {"ce": LossTerm(weight=0.1), "kd": LossTerm(weight=0.9)}
 
 
+class EnsembleSpec(Strict):
+    """Multi-teacher distillation: extra teachers (same architecture as ``teacher``, each seeing the
+    listed modalities, trained with CE before the students) whose soft targets are combined."""
+
+    members: list[list[str]] = Field(default_factory=list,
+                                     description="extra teachers, each given as the modalities it sees")
+    combine: Literal["mean", "confidence"] = Field("mean", description="average soft targets, or weight "
+                                                   "each teacher per sample by its max softmax probability")
+    include_main: bool = Field(True, description="include the main (fused) teacher in the ensemble")
+
+
 class DistillSpec(Strict):
     losses: dict[str, LossTerm] = Field(default_factory=_default_losses)
     temperature: float = Field(4.0, gt=0.0, le=100.0)
@@ -121,6 +132,9 @@ class DistillSpec(Strict):
     temperature_schedule: str = Field("constant", description="temperature schedule")
     temperature_params: dict[str, Any] = Field(default_factory=dict)
     extra_phases: list[str] = Field(default_factory=list, description="extra student phases (e.g. ard, prune)")
+    phase_params: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                                    description="parameters of extra phases, by phase name")
+    ensemble: EnsembleSpec | None = Field(None, description="multi-teacher ensemble (None: one teacher)")
 
     @field_validator("losses")
     @classmethod
@@ -145,6 +159,9 @@ class DistillSpec(Strict):
                 f"unknown temperature_schedule {self.temperature_schedule!r}; "
                 f"allowed: {', '.join(TEMPERATURE_SCHEDULES)}"
             )
+        from kdcore.engine.phases import check_phase_params
+
+        check_phase_params(self.extra_phases, self.phase_params)
         return self
 
 
@@ -198,6 +215,17 @@ class ExperimentSpec(Strict):
                         f"{role}.encoders.{m}.arch={arch!r} does not fit a {kinds[m]} modality; "
                         f"allowed: {', '.join(ARCHS_BY_KIND[kinds[m]])}"
                     )
+
+        ens = self.distill.ensemble
+        if ens is not None:
+            t_mods = self.teacher.modalities or data_mods
+            if not ens.members and not ens.include_main:
+                raise ValueError("distill.ensemble: no teachers (empty members and include_main=false)")
+            for i, member in enumerate(ens.members):
+                bad = [m for m in member if m not in t_mods]
+                if not member or bad:
+                    raise ValueError(f"distill.ensemble.members[{i}]={member}: each member must name ≥ 1 of the "
+                                     f"teacher's modalities; allowed: {', '.join(t_mods)}")
         return self
 
     def teacher_modalities(self) -> list[str]:
@@ -273,7 +301,8 @@ def _parse_value(text: str) -> Any:
 
 
 # Mappings whose keys are free (modality or loss names): --set may create new entries there.
-_OPEN_MAPPINGS = {"encoders", "losses", "noise", "params", "weighting_params", "temperature_params"}
+_OPEN_MAPPINGS = {"encoders", "losses", "noise", "params", "weighting_params", "temperature_params",
+                  "phase_params", "ensemble"}
 
 
 def apply_assignment(data: dict[str, Any], item: str) -> None:

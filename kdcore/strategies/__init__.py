@@ -9,3 +9,5 @@ from kdcore.strategies.base import (
 
 __all__ = ["TEMPERATURE_SCHEDULES", "WEIGHTINGS", "TemperatureSchedule", "Weighting",
            "register_schedule", "register_weighting"]
+
+from kdcore.strategies import adaptive  # noqa: E402,F401  (registers uncertainty, confidence, c2kd)

@@ -46,8 +46,17 @@ class Weighting(nn.Module):
 
     def sample_weights(self, student: ModelOutput, teacher: ModelOutput | None, labels: Tensor,
                        temperature: Tensor | float) -> Tensor | None:
-        """Per-sample weights [B] for the distillation terms, or None (all ones)."""
+        """Per-sample weights [B] for the distillation terms, or None (all ones).
+
+        The trainer hands them (as ``StepContext.sample_weight``) only to losses that use the
+        teacher; label-only terms (CE) keep every sample at weight 1."""
         return None
+
+    def distill_outputs(self, student: ModelOutput, teacher: ModelOutput | None,
+                        labels: Tensor) -> tuple[ModelOutput, ModelOutput | None]:
+        """The (student, teacher) outputs the distillation losses see; identity by default.
+        (C2KD's non-target-only distillation masks the target logit here.)"""
+        return student, teacher
 
     def combine(self, terms: dict[str, Tensor], owner: dict[str, str]) -> tuple[Tensor, dict[str, float]]:
         """Sum ``terms`` (term name → scalar); ``owner`` maps term → loss name. Returns the total

@@ -1,0 +1,194 @@
+"""Extra student phases, registered in ``EXTRA_PHASES`` and run after the KD phase when named in
+``distill.extra_phases``; their parameters come from ``distill.phase_params.<phase>``.
+
+* ``ard`` — Adversarially Robust Distillation (Goldblum, Fowl, Feizi & Goldstein, AAAI 2020):
+  a fresh student (same initial weights as the baseline) trains on PGD examples x' of its own
+  (L∞ radius ``epsilon``, ``steps`` steps of ``step_size``, CE on the labels, from a random start)
+  to match the teacher's soft labels on the **clean** input:
+
+      L = kd_weight · T² · KL(softmax(z_T(x)/T) ‖ softmax(z_S(x')/T)) + ce_weight · CE(z_S(x), y)
+
+  Token modalities are not perturbed (see :mod:`kdcore.strategies.adversarial`). After the phase,
+  robust accuracy under FGSM and PGD (``eval_steps`` steps) at ``epsilon`` on the test split is
+  reported as ``fgsm_acc`` / ``pgd_acc`` for the teacher, the baseline, the KD student, the ARD
+  student and every later phase.
+* ``prune_kd`` / ``prune_ce`` — sparse distillation: a fresh student trained with the spec's
+  distillation losses (``prune_kd``) or with CE only (``prune_ce``, pruning without KD) while it
+  is magnitude-pruned (global L1 unstructured over all conv/linear weights, cubic schedule
+  from ``start`` to ``end`` of training, every ``every`` steps) to ``sparsity``. The best-on-val
+  checkpoint is chosen only among epochs that end at the target sparsity; the masks are then made
+  permanent. Reports ``sparsity`` (zero fraction of the conv/linear weights) and
+  ``model_sparsity`` (over all parameters).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from kdcore.engine.experiment import EXTRA_PHASES
+from kdcore.engine.trainer import PhaseConfig, PhaseRun
+from kdcore.losses import DistillLoss, StepContext
+from kdcore.losses import functional as LF
+from kdcore.models.output import ModelOutput
+from kdcore.spec import LossTerm
+from kdcore.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
+from kdcore.strategies.adversarial import pgd_attack, robust_accuracy
+from kdcore.strategies.pruning import PruningSchedule, make_permanent, model_sparsity, sparsity
+
+_PRUNE_DEFAULTS = {"sparsity": 0.8, "start": 0.0, "end": 0.6, "every": 10}
+PHASE_PARAMS: dict[str, dict[str, Any]] = {
+    "ard": {"epsilon": 0.25, "step_size": 0.1, "steps": 5, "eval_steps": 10, "kd_weight": 0.9,
+            "ce_weight": 0.1, "temperature": None},
+    "prune_kd": dict(_PRUNE_DEFAULTS),
+    "prune_ce": dict(_PRUNE_DEFAULTS),
+}
+PHASE_SUMMARY = {
+    "ard": "adversarially robust distillation (Goldblum et al. 2020): student on PGD examples matches "
+           "the teacher's clean soft labels; FGSM/PGD robust accuracy for every phase",
+    "prune_kd": "sparse distillation: KD while magnitude-pruning the student to a target sparsity",
+    "prune_ce": "pruning without KD (CE only), the same schedule, for comparison with prune_kd",
+}
+_RANGES = {"epsilon": (0.0, 10.0), "step_size": (0.0, 10.0), "steps": (0, 100), "eval_steps": (1, 200),
+           "kd_weight": (0.0, 1e6), "ce_weight": (0.0, 1e6), "temperature": (1e-3, 100.0),
+           "sparsity": (0.0, 0.999), "start": (0.0, 1.0), "end": (0.0, 1.0), "every": (1, 100000)}
+
+
+def check_phase_params(extra_phases: list[str], phase_params: dict[str, dict[str, Any]]) -> None:
+    """Spec validation: known phase names, known parameters, values in range (messages name the field)."""
+    known = sorted(set(EXTRA_PHASES) | set(PHASE_PARAMS))
+    for name in extra_phases:
+        if name not in known:
+            raise ValueError(f"extra_phases: unknown phase {name!r}; allowed: {', '.join(known)}")
+    if len(set(extra_phases)) != len(extra_phases):
+        raise ValueError("extra_phases: a phase is listed twice")
+    for name, params in phase_params.items():
+        if name not in PHASE_PARAMS:
+            raise ValueError(f"phase_params: unknown phase {name!r}; allowed: {', '.join(PHASE_PARAMS)}")
+        if not isinstance(params, dict):
+            raise ValueError(f"phase_params.{name} must be a mapping of parameters")
+        for key, value in params.items():
+            if key not in PHASE_PARAMS[name]:
+                raise ValueError(f"phase_params.{name}: unknown parameter {key!r}; "
+                                 f"allowed: {', '.join(PHASE_PARAMS[name])}")
+            if value is None and PHASE_PARAMS[name][key] is None:
+                continue
+            lo, hi = _RANGES[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+                raise ValueError(f"phase_params.{name}.{key}={value!r}: allowed range [{lo}, {hi}]")
+        merged = {**PHASE_PARAMS[name], **params}
+        if name.startswith("prune") and not merged["start"] < merged["end"]:
+            raise ValueError(f"phase_params.{name}: start must be < end")
+
+
+def phase_params(exp, name: str) -> dict[str, Any]:
+    return {**PHASE_PARAMS[name], **exp.spec.distill.phase_params.get(name, {})}
+
+
+# ---- ARD ---------------------------------------------------------------------------------
+class CleanCrossEntropy(DistillLoss):
+    """CE of the student on the clean inputs of the step (ARD's clean term); the adversarial
+    inputs are what the trainer feeds the student, so this term runs the student once more on the
+    clean batch saved by the phase's ``transform_inputs`` hook."""
+
+    name = "ce_clean"
+    summary = "cross-entropy of the student on the clean inputs (ARD)"
+    family = "label"
+    needs_teacher = False
+
+    def __init__(self, model: nn.Module, store: dict[str, Any]):
+        super().__init__(None)
+        self._model = [model]  # a list, not a submodule: its parameters are already optimised
+        self._store = store
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
+        clean = self._model[0](self._store["clean"])
+        return {"ce_clean": LF.cross_entropy(clean.logits, ctx.labels)}
+
+
+def robust_metrics(exp, model: nn.Module, modalities: list[str], params: dict[str, Any]) -> dict[str, float]:
+    eps = float(params["epsilon"])
+    test = exp.data.split("test")
+    seed = exp.spec.data.seed
+    return {
+        "robust_eps": eps,
+        "fgsm_acc": robust_accuracy(model, test, modalities, eps, "fgsm", device=exp.device, seed=seed),
+        "pgd_acc": robust_accuracy(model, test, modalities, eps, "pgd", steps=int(params["eval_steps"]),
+                                   device=exp.device, seed=seed),
+    }
+
+
+def _model_modalities(exp, name: str, model: nn.Module) -> list[str]:
+    if name == "teacher":
+        return exp.spec.teacher_modalities()
+    return list(getattr(model, "modalities", exp.spec.student_modalities()))
+
+
+def build_ard(exp) -> PhaseConfig:
+    spec = exp.spec
+    p = phase_params(exp, "ard")
+    T = float(p["temperature"] or spec.distill.temperature)
+    cfg = exp.student_phase("ard", {"kd": LossTerm(weight=float(p["kd_weight"]))})
+    store: dict[str, Any] = {}
+    cfg.losses["ce_clean"] = CleanCrossEntropy(cfg.model, store)
+    cfg.loss_weights = {"kd": float(p["kd_weight"]), "ce_clean": float(p["ce_weight"])}
+    cfg.weighting = WEIGHTINGS["fixed"](cfg.loss_weights)
+    cfg.schedule = TEMPERATURE_SCHEDULES["constant"](T)
+    gen = torch.Generator().manual_seed(spec.data.seed + 4242)
+    eps, a, k = float(p["epsilon"]), float(p["step_size"]), int(p["steps"])
+
+    def transform(state: PhaseRun, inputs: dict[str, Tensor], labels: Tensor) -> dict[str, Tensor]:
+        store["clean"] = inputs
+        return pgd_attack(cfg.model, inputs, labels, eps, a, k, True, gen)
+
+    cfg.transform_inputs = transform
+
+    # robust accuracy of the phases that already ran, then of this one and every later one
+    wanted = set(exp.phases())
+    for name, model in list(exp.models.items()):
+        if name in wanted:
+            exp.phase_extra.setdefault(name, {}).update(
+                robust_metrics(exp, model, _model_modalities(exp, name, model), p))
+
+    def after_phase(exp_, name: str, model: nn.Module) -> dict[str, float]:
+        return robust_metrics(exp_, model, _model_modalities(exp_, name, model), p) if name in wanted else {}
+
+    exp.after_phase.append(after_phase)
+    return cfg
+
+
+# ---- pruning -----------------------------------------------------------------------------
+def _build_prune(exp, name: str, losses: dict[str, LossTerm]) -> PhaseConfig:
+    p = phase_params(exp, name)
+    cfg = exp.student_phase(name, losses)
+    n = len(exp.data.split("train"))
+    bs = min(exp.spec.train.batch_size, n)
+    spe = (n + bs - 1) // bs
+    schedule = PruningSchedule(cfg.model, float(p["sparsity"]), cfg.epochs * spe, float(p["start"]),
+                               float(p["end"]), int(p["every"]))
+    cfg.after_step = lambda state: schedule(state.step)
+    cfg.after_epoch = lambda state, epoch: {"sparsity": sparsity(schedule.targets)}
+    cfg.min_best_epoch = min(cfg.epochs, schedule.first_full_epoch(spe))
+
+    def finalize(exp_, phase: str, model: nn.Module) -> dict[str, float]:
+        if phase != name:
+            return {}
+        make_permanent(schedule.targets)
+        exp_.results[phase].best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return {"sparsity": sparsity(schedule.targets), "model_sparsity": model_sparsity(model)}
+
+    exp.after_phase.insert(0, finalize)  # before the evaluations, so they see the final weights
+    return cfg
+
+
+def build_prune_kd(exp) -> PhaseConfig:
+    return _build_prune(exp, "prune_kd", exp.spec.distill.losses)
+
+
+def build_prune_ce(exp) -> PhaseConfig:
+    return _build_prune(exp, "prune_ce", {"ce": LossTerm(weight=1.0)})
+
+
+EXTRA_PHASES.update({"ard": build_ard, "prune_kd": build_prune_kd, "prune_ce": build_prune_ce})
