@@ -37,7 +37,9 @@ from kdcore.losses import LOSSES, DistillLoss, LossSetup
 from kdcore.models import MultimodalNet, build_model, count_parameters
 from kdcore.spec import ExperimentSpec
 from kdcore.store.checkpoints import load_into, save_state
+from kdcore.store import resume as resume_store
 from kdcore.store.folder import RunFolderWriter, new_run_dir
+from kdcore.store.registry import set_run_result, track_run
 from kdcore.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
 
 EXTRA_PHASES: dict[str, Callable[["Experiment"], PhaseConfig]] = {}  # name -> builder (ARD, pruning, ...)
@@ -79,7 +81,9 @@ class Experiment:
         # checked between steps; the job manager replaces it with one that also waits while paused
         self.should_stop: Callable[[], bool] = self.stop_event.is_set
         self.run_root = run_root
-        self.run_dir: Path | None = None
+        self.run_dir: Path | None = None  # preset by kdcore.store.resume to continue a run folder
+        self.run_id: str | None = None  # registry id (the run folder's name) when run_root is given
+        self.resumer = None  # kdcore.store.resume.Resumer when continuing a run
         self.device = resolve_device(spec.train.device)
         self.data: TensorData | None = None
         self.teacher: MultimodalNet | None = None
@@ -91,13 +95,6 @@ class Experiment:
         # observers called after every epoch of every phase: fn(experiment, phase, epoch, model);
         # they must not modify the model (copy it first) and may emit events via experiment.emit
         self.epoch_callbacks: list[Callable[["Experiment", str, int, nn.Module], None]] = []
-        # called after every phase: fn(experiment, phase, model) -> extra metrics for that phase
-        # (missing-modality accuracy here; robust accuracy / pruning from kdcore.engine.phases)
-        from kdcore.engine.missing import missing_modality_metrics
-
-        self.after_phase: list[Callable[["Experiment", str, nn.Module], dict[str, float]]] = [
-            missing_modality_metrics]
-        self.phase_extra: dict[str, dict[str, float]] = {}  # extra metrics per phase, merged in the result
 
     # ---- events ----------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -151,15 +148,20 @@ class Experiment:
     def _run_phase(self, cfg: PhaseConfig) -> PhaseResult:
         self._phase = cfg.name
         cfg.on_epoch_end = lambda epoch, model: [cb(self, cfg.name, epoch, model) for cb in self.epoch_callbacks]
-        res = train_phase(cfg, self.data, self.spec.train, self.device, self.emit, self.should_stop)
+        done = self.resumer.finished(cfg) if self.resumer is not None else None  # loaded, not retrained
+        if self.run_dir is not None and done is None:
+            resume_store.attach(cfg, self.run_dir, self.resumer)  # per-epoch resumable checkpoints
+        res = done or train_phase(cfg, self.data, self.spec.train, self.device, self.emit, self.should_stop)
         self.results[cfg.name] = res
         self.models[cfg.name] = cfg.model
-        extra = {**(res.history[-1]["extra"] if res.history else {}), **self._after_phase(cfg.name, cfg.model)}
+        extra = res.history[-1]["extra"] if res.history else {}
         self.emit(PhaseFinished(cfg.name, res.best_epoch, res.val_acc, res.test_acc,
                                 count_parameters(cfg.model), res.seconds, extra))
-        if self.run_dir is not None:
+        if self.run_dir is not None and done is None:
             save_state(res.best_state, self.run_dir / "checkpoints" / f"{cfg.name}.safetensors",
-                       {"phase": cfg.name, "best_epoch": str(res.best_epoch)})
+                       resume_store.phase_metadata(res))
+        elif done is not None:
+            self.resumer.restore_rng(cfg.name)  # the RNG as it was when this phase ended
         return res
 
     def _teacher(self) -> None:
@@ -173,9 +175,8 @@ class Experiment:
             va = evaluate(teacher, self.data.split("val"), spec.teacher_modalities(), device=self.device)
             te = evaluate(teacher, self.data.split("test"), spec.teacher_modalities(), device=self.device)
             self.results["teacher"] = PhaseResult("teacher", 0, va.acc, te.acc, 0.0, teacher.state_dict(), [])
-            self.models["teacher"] = teacher
             self.emit(PhaseFinished("teacher", 0, va.acc, te.acc, count_parameters(teacher), 0.0,
-                                    {"loaded": 1.0, **self._after_phase("teacher", teacher)}))
+                                    {"loaded": 1.0}))
         else:
             ce = {"ce": LOSSES["ce"]}
             from kdcore.spec import LossTerm
@@ -202,17 +203,6 @@ class Experiment:
         teacher.requires_grad_(False)
         self.teacher = teacher
         self.models["teacher"] = teacher
-        if spec.distill.ensemble is not None:  # multi-teacher: train the members, distil from the ensemble
-            from kdcore.strategies.ensemble import build_ensemble
-
-            self.teacher = build_ensemble(self, teacher)
-
-    def _after_phase(self, name: str, model: nn.Module) -> dict[str, float]:
-        extra: dict[str, float] = {}
-        for cb in self.after_phase:
-            extra.update(cb(self, name, model) or {})
-        self.phase_extra.setdefault(name, {}).update(extra)
-        return extra
 
     def setup(self) -> None:
         """Load data, train/load the teacher, draw the student's initial weights, build the cache."""
@@ -230,10 +220,13 @@ class Experiment:
         spec = self.spec
         writer = None
         if self.run_root is not None:
-            self.run_dir = new_run_dir(self.run_root, spec.name)
-            spec.save(self.run_dir / "spec.yaml")
+            if self.run_dir is None:  # (a resumed run keeps its folder)
+                self.run_dir = new_run_dir(self.run_root, spec.name)
+                spec.save(self.run_dir / "spec.yaml")
             writer = RunFolderWriter(self.run_dir)
             self.subscribers.append(writer)
+            self.run_id = track_run(self)  # registry row + run.log, kept in step with the events
+        result = None
         self.emit(RunStarted(spec.name, self.phases(), str(self.run_dir) if self.run_dir else None))
         try:
             self.setup()
@@ -253,14 +246,22 @@ class Experiment:
             self.emit(RunDiverged(exc.phase, exc.step, str(exc)))
         except Exception as exc:  # a crash in a phase ends this run only
             msg = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                msg = (f"CUDA out of memory in phase {self._phase} with train.batch_size="
+                       f"{spec.train.batch_size}: try a smaller batch size (e.g. {max(1, spec.train.batch_size // 2)})"
+                       f", smaller models (width / feature_dim) or train.device=cpu")
             result = self._result("failed", msg)
             if self.run_dir is not None:
                 (self.run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
             self.emit(RunFailed(self._phase, msg))
         finally:
+            if result is not None:
+                self.final = result
             if writer is not None:
                 (self.run_dir / "result.json").write_text(json.dumps(self._result_dict_safe(), indent=2))
                 writer.close()
+                if self.run_id is not None:
+                    set_run_result(self.run_id, self.run_dir, self._result_dict_safe())
         self.final = result
         return result
 
@@ -271,14 +272,10 @@ class Experiment:
             phases[name] = {"test_acc": res.test_acc, "val_acc": res.val_acc, "best_epoch": res.best_epoch,
                             "params": count_parameters(model) if model is not None else None,
                             "seconds": round(res.seconds, 3),
-                            **(res.history[-1]["extra"] if res.history else {}),
-                            **self.phase_extra.get(name, {})}
+                            **(res.history[-1]["extra"] if res.history else {})}
         return ExperimentResult(status, phases, message, str(self.run_dir) if self.run_dir else None,
                                 self.teacher_cache.describe() if self.teacher_cache else "")
 
     def _result_dict_safe(self) -> dict[str, Any]:
         final = getattr(self, "final", None)
         return (final or self._result("failed", "interrupted")).to_dict()
-
-
-from kdcore.engine import phases as _phases  # noqa: E402,F401  (registers ard, prune_kd, prune_ce)

@@ -56,6 +56,10 @@ class PhaseConfig:
     after_step: Callable[["PhaseRun"], None] | None = None
     after_epoch: Callable[["PhaseRun", int], dict[str, float]] | None = None  # extra metrics per epoch
     on_epoch_end: Callable[[int, nn.Module], None] | None = None  # experiment-level observers (1-based epoch)
+    # resume support (kdcore.store.resume): restore(model, opt, sched, order_gen) -> (start_epoch, step,
+    # best_acc, best_epoch, best_state, history, seconds_before); save_epoch(state dict) after every epoch
+    restore: Callable[..., tuple] | None = None
+    save_epoch: Callable[[dict], None] | None = None
     min_best_epoch: int = 0  # best-on-val checkpoint chosen among epochs ≥ this (1-based; pruning schedules)
 
 
@@ -119,7 +123,12 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
     t_phase = time.time()
     for mod in (*cfg.losses.values(), cfg.weighting, cfg.schedule):
         mod.to(device)
-    for epoch in range(cfg.epochs):
+    start_epoch = 0
+    if cfg.restore is not None:
+        start_epoch, state.step, best_acc, best_epoch, best_state, history, before = cfg.restore(
+            model, opt, sched, order_gen)
+        t_phase -= before
+    for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
         model.train()
         for mod in cfg.losses.values():
@@ -189,6 +198,11 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
         if ev.acc > best_acc and epoch + 1 >= cfg.min_best_epoch:
             best_acc, best_epoch = ev.acc, epoch + 1
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if cfg.save_epoch is not None:
+            cfg.save_epoch({"epoch": epoch + 1, "step": state.step, "model": model, "optimizer": opt,
+                            "scheduler": sched, "order_gen": order_gen, "best_acc": best_acc,
+                            "best_epoch": best_epoch, "best_state": best_state, "history": history,
+                            "seconds": time.time() - t_phase})
     if best_state is None:
         best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)

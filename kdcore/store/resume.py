@@ -1,0 +1,292 @@
+"""Resumable runs: per-epoch checkpoints of everything a phase needs to continue, and ``resume``.
+
+At the end of every epoch the trainer hands its state to :func:`attach`'s saver, which writes
+``checkpoints/resume.safetensors`` atomically (temp file + rename; safetensors, never pickle):
+
+* tensors: the model's state, the optimiser's state (``optim.state.<i>.<key>``), the state of
+  every loss term, the weighting and the temperature schedule (their learnable parameters),
+  the best-so-far weights (``best.*``), the RNG states of the data-order generator and of torch
+  (CPU, and CUDA when used);
+* metadata (JSON, inside the same file, so the two can never disagree): format version, phase,
+  epochs done, global step, best accuracy and epoch, per-epoch history, seconds spent, the
+  optimiser's param groups and non-tensor state, the LR scheduler's state.
+
+A JSON copy of that metadata is written next to it (``resume.json``) for people to read.
+
+A finished phase keeps its best weights in ``checkpoints/<phase>.safetensors`` with its result
+and the torch RNG state at its end in the metadata, so :func:`resume` loads finished phases
+instead of retraining them and continues the unfinished phase from its last epoch; with the same
+spec, data order, dropout masks and optimiser state, the resumed run reaches the same final
+metrics as an uninterrupted one (bit-for-bit on CPU with the same thread count).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from kdcore.store.checkpoints import CheckpointError, load_state, save_state
+
+FORMAT = 1
+RESUME_FILE = "resume.safetensors"
+RESUME_JSON = "resume.json"
+
+
+class ResumeError(CheckpointError):
+    """A run cannot be resumed (unknown run, wrong status, unreadable or mismatched checkpoint)."""
+
+
+# ---- flattening state dicts into tensors + JSON ------------------------------------------
+def _split_state(prefix: str, sd: dict[str, Any], tensors: dict[str, Tensor], extra: dict[str, Any]) -> None:
+    for k, v in sd.items():
+        if isinstance(v, Tensor):
+            tensors[prefix + k] = v.detach().cpu().clone()
+        else:
+            extra[prefix + k] = v  # e.g. get_extra_state(); must be JSON-serialisable
+
+
+def _take(prefix: str, tensors: dict[str, Tensor], extra: dict[str, Any]) -> dict[str, Any]:
+    out = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    out.update({k[len(prefix):]: v for k, v in extra.items() if k.startswith(prefix)})
+    return out
+
+
+def _optim_state(opt: torch.optim.Optimizer, tensors: dict[str, Tensor]) -> dict[str, Any]:
+    sd = opt.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, Tensor):
+                tensors[f"optim.state.{idx}.{k}"] = v.detach().cpu().clone()
+            else:
+                scalars.setdefault(str(idx), {})[k] = v
+    return {"param_groups": sd["param_groups"], "scalars": scalars, "indices": [str(i) for i in sd["state"]]}
+
+
+def _optim_load(opt: torch.optim.Optimizer, meta: dict[str, Any], tensors: dict[str, Tensor]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for idx in meta["indices"]:
+        st = dict(meta["scalars"].get(idx, {}))
+        st.update(_take(f"optim.state.{idx}.", tensors, {}))
+        state[int(idx)] = st
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def rng_to_text(state: Tensor) -> str:
+    return base64.b64encode(state.numpy().tobytes()).decode("ascii")
+
+
+def rng_from_text(text: str) -> Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8).clone()
+
+
+def _aux_modules(cfg) -> dict[str, nn.Module]:
+    mods = {f"loss.{n}.": m for n, m in cfg.losses.items()}
+    mods["weighting."] = cfg.weighting
+    mods["schedule."] = cfg.schedule
+    return mods
+
+
+# ---- the per-epoch saver and the restorer the trainer calls --------------------------------
+def make_saver(cfg, run_dir: Path) -> Callable[[dict[str, Any]], None]:
+    """``save_epoch`` hook for :class:`~kdcore.engine.trainer.PhaseConfig`."""
+    ck = Path(run_dir) / "checkpoints"
+
+    def save(st: dict[str, Any]) -> None:
+        tensors: dict[str, Tensor] = {}
+        extra: dict[str, Any] = {}
+        _split_state("model.", st["model"].state_dict(), tensors, extra)
+        for prefix, mod in _aux_modules(cfg).items():
+            _split_state(prefix, mod.state_dict(), tensors, extra)
+        if st["best_state"] is not None:
+            _split_state("best.", st["best_state"], tensors, extra)
+        tensors["rng.order"] = st["order_gen"].get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        device = next(iter(st["model"].parameters()), torch.empty(0)).device
+        if device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+        meta = {
+            "format": FORMAT, "phase": cfg.name, "epoch": st["epoch"], "epochs": cfg.epochs, "step": st["step"],
+            "best_acc": st["best_acc"], "best_epoch": st["best_epoch"], "history": st["history"],
+            "seconds": st["seconds"], "saved": time.time(), "optimizer": _optim_state(st["optimizer"], tensors),
+            "scheduler": st["scheduler"].state_dict(), "extra": extra,
+        }
+        text = json.dumps(meta, default=float)
+        save_state(tensors, ck / RESUME_FILE, {"kdlab_resume": text})
+        tmp = ck / (RESUME_JSON + ".tmp")
+        tmp.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("optimizer", "extra")},
+                                  indent=1, default=float), encoding="utf-8")
+        os.replace(tmp, ck / RESUME_JSON)
+
+    return save
+
+
+def read_resume(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """Metadata and tensors of a resume checkpoint; :class:`ResumeError` when unusable."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    tensors = load_state(path)  # refuses pickle, explains truncation / corruption
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get("kdlab_resume")
+        meta = json.loads(raw) if raw else None
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a corrupt file
+        raise ResumeError(f"{path.name}: unreadable resume metadata ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ResumeError(f"{path.name} is not a KD Lab resume checkpoint (format {FORMAT})")
+    return meta, tensors
+
+
+def make_restorer(cfg, meta: dict[str, Any], tensors: dict[str, Tensor]):
+    """``restore`` hook: puts the saved state back into the freshly built phase objects."""
+
+    def restore(model: nn.Module, opt, sched, order_gen: torch.Generator):
+        try:
+            model.load_state_dict(_take("model.", tensors, meta["extra"]))
+            for prefix, mod in _aux_modules(cfg).items():
+                mod.load_state_dict(_take(prefix, tensors, meta["extra"]))
+            _optim_load(opt, meta["optimizer"], tensors)
+            sched.load_state_dict(meta["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise ResumeError(f"the resume checkpoint of phase {cfg.name} does not fit the rebuilt model "
+                              f"(was the spec changed?): {str(exc).splitlines()[0]}") from None
+        order_gen.set_state(tensors["rng.order"])
+        torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            dev = next(iter(model.parameters())).device
+            if dev.type == "cuda":
+                torch.cuda.set_rng_state(tensors["rng.cuda"], dev)
+        best = _take("best.", tensors, {}) or None
+        return (int(meta["epoch"]), int(meta["step"]), float(meta["best_acc"]), int(meta["best_epoch"]), best,
+                list(meta["history"]), float(meta["seconds"]))
+
+    return restore
+
+
+# ---- finished phases ----------------------------------------------------------------------
+def phase_metadata(res) -> dict[str, str]:
+    """Metadata stored with a finished phase's best weights (result + RNG state at its end)."""
+    result = {"best_epoch": res.best_epoch, "val_acc": res.val_acc, "test_acc": res.test_acc,
+              "seconds": res.seconds, "history": res.history}
+    return {"phase": res.name, "best_epoch": str(res.best_epoch), "result": json.dumps(result, default=float),
+            "rng_torch": rng_to_text(torch.get_rng_state())}
+
+
+def load_finished(run_dir: Path, name: str):
+    """A finished phase's :class:`PhaseResult` from its checkpoint, or None if it did not finish."""
+    from safetensors import safe_open
+
+    from kdcore.engine.trainer import PhaseResult
+
+    path = Path(run_dir) / "checkpoints" / f"{name}.safetensors"
+    if not path.is_file():
+        return None, None
+    state = load_state(path)
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    if "result" not in meta:
+        return None, None
+    r = json.loads(meta["result"])
+    res = PhaseResult(name, int(r["best_epoch"]), float(r["val_acc"]), float(r["test_acc"]), float(r["seconds"]),
+                      state, list(r["history"]))
+    return res, (rng_from_text(meta["rng_torch"]) if meta.get("rng_torch") else None)
+
+
+class Resumer:
+    """What an :class:`~kdcore.engine.experiment.Experiment` needs to continue a run folder."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.loaded: list[str] = []
+        self.continued: tuple[str, int] | None = None
+        self._rng: dict[str, Tensor | None] = {}
+
+    def finished(self, cfg):
+        """The phase's result when it had finished (its weights are loaded into ``cfg.model``)."""
+        res, rng = load_finished(self.run_dir, cfg.name)
+        if res is None:
+            return None
+        try:
+            cfg.model.load_state_dict(res.best_state)
+        except RuntimeError as exc:
+            raise ResumeError(f"checkpoint of finished phase {cfg.name} does not fit the rebuilt model "
+                              f"(was the spec changed?): {str(exc).splitlines()[0]}") from None
+        self._rng[cfg.name] = rng
+        self.loaded.append(cfg.name)
+        return res
+
+    def restore_rng(self, name: str) -> None:
+        """Set torch's RNG to its state when phase ``name`` ended in the original run (called once
+        the phase's post-processing is done, where the original run saved it)."""
+        rng = self._rng.pop(name, None)
+        if rng is not None:
+            torch.set_rng_state(rng)
+
+    def restorer(self, cfg):
+        path = self.run_dir / "checkpoints" / RESUME_FILE
+        if not path.is_file():
+            return None
+        meta, tensors = read_resume(path)
+        if meta["phase"] != cfg.name:
+            return None  # the checkpoint belongs to a phase that finished; this one starts afresh
+        self.continued = (cfg.name, int(meta["epoch"]))
+        return make_restorer(cfg, meta, tensors)
+
+
+def attach(cfg, run_dir: Path, resumer: Resumer | None) -> None:
+    """Give a phase its per-epoch saver and, when resuming, its restorer."""
+    cfg.save_epoch = make_saver(cfg, run_dir)
+    if resumer is not None:
+        cfg.restore = resumer.restorer(cfg)
+
+
+# ---- the entry points ---------------------------------------------------------------------
+def prepare_resume(run_id: str, root: str | Path | None = None, subscribers: list | None = None,
+                   stop_event=None):
+    """An :class:`Experiment` ready to continue run ``run_id`` (status set to running).
+
+    The app's Resume button runs ``prepare_resume(run_id).run()`` in its job thread (or calls
+    :func:`resume`). Raises :class:`ResumeError` with a clear message when it cannot."""
+    from kdcore.engine.experiment import Experiment
+    from kdcore.spec import ExperimentSpec, SpecError
+    from kdcore.store.registry import RESUMABLE, RunNotFound, open_registry
+
+    reg = open_registry(root)
+    try:
+        rec = reg.resolve(run_id)
+    except RunNotFound as exc:
+        raise ResumeError(str(exc)) from None
+    if rec.status not in RESUMABLE:
+        why = {"finished": "it already finished", "diverged": "it diverged: it would diverge again; "
+               "start a new run with a lower train.lr", "queued": "it has not started yet",
+               "running": "it is still running"}
+        raise ResumeError(f"run {rec.id} cannot be resumed: {why.get(rec.status, rec.status)} "
+                          f"(resumable: {', '.join(RESUMABLE)})")
+    run_dir = Path(rec.run_dir)
+    try:
+        spec = ExperimentSpec.load(run_dir / "spec.yaml")
+    except SpecError as exc:
+        raise ResumeError(f"run {rec.id}: its spec.yaml is unusable: {exc}") from None
+    # validate the checkpoint before claiming the run, so a corrupt file gives a clear error
+    if (run_dir / "checkpoints" / RESUME_FILE).is_file():
+        read_resume(run_dir / "checkpoints" / RESUME_FILE)
+    if not reg.claim(rec.id, RESUMABLE):
+        raise ResumeError(f"run {rec.id} is being resumed by another process")
+    exp = Experiment(spec, subscribers, run_root=reg.root, stop_event=stop_event)
+    exp.run_dir = run_dir
+    exp.resumer = Resumer(run_dir)
+    return exp
+
+
+def resume(run_id: str, root: str | Path | None = None, subscribers: list | None = None, stop_event=None):
+    """Continue an interrupted, stopped or failed run from its last epoch checkpoint; returns the
+    :class:`~kdcore.engine.experiment.ExperimentResult`."""
+    return prepare_resume(run_id, root, subscribers, stop_event).run()
