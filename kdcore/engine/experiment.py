@@ -95,6 +95,13 @@ class Experiment:
         # observers called after every epoch of every phase: fn(experiment, phase, epoch, model);
         # they must not modify the model (copy it first) and may emit events via experiment.emit
         self.epoch_callbacks: list[Callable[["Experiment", str, int, nn.Module], None]] = []
+        # called after every phase: fn(experiment, phase, model) -> extra metrics for that phase
+        # (missing-modality accuracy here; robust accuracy / pruning from kdcore.engine.phases)
+        from kdcore.engine.missing import missing_modality_metrics
+
+        self.after_phase: list[Callable[["Experiment", str, nn.Module], dict[str, float]]] = [
+            missing_modality_metrics]
+        self.phase_extra: dict[str, dict[str, float]] = {}  # extra metrics per phase, merged in the result
 
     # ---- events ----------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -154,7 +161,7 @@ class Experiment:
         res = done or train_phase(cfg, self.data, self.spec.train, self.device, self.emit, self.should_stop)
         self.results[cfg.name] = res
         self.models[cfg.name] = cfg.model
-        extra = res.history[-1]["extra"] if res.history else {}
+        extra = {**(res.history[-1]["extra"] if res.history else {}), **self._after_phase(cfg.name, cfg.model)}
         self.emit(PhaseFinished(cfg.name, res.best_epoch, res.val_acc, res.test_acc,
                                 count_parameters(cfg.model), res.seconds, extra))
         if self.run_dir is not None and done is None:
@@ -175,8 +182,9 @@ class Experiment:
             va = evaluate(teacher, self.data.split("val"), spec.teacher_modalities(), device=self.device)
             te = evaluate(teacher, self.data.split("test"), spec.teacher_modalities(), device=self.device)
             self.results["teacher"] = PhaseResult("teacher", 0, va.acc, te.acc, 0.0, teacher.state_dict(), [])
+            self.models["teacher"] = teacher
             self.emit(PhaseFinished("teacher", 0, va.acc, te.acc, count_parameters(teacher), 0.0,
-                                    {"loaded": 1.0}))
+                                    {"loaded": 1.0, **self._after_phase("teacher", teacher)}))
         else:
             ce = {"ce": LOSSES["ce"]}
             from kdcore.spec import LossTerm
@@ -203,6 +211,17 @@ class Experiment:
         teacher.requires_grad_(False)
         self.teacher = teacher
         self.models["teacher"] = teacher
+        if spec.distill.ensemble is not None:  # multi-teacher: train the members, distil from the ensemble
+            from kdcore.strategies.ensemble import build_ensemble
+
+            self.teacher = build_ensemble(self, teacher)
+
+    def _after_phase(self, name: str, model: nn.Module) -> dict[str, float]:
+        extra: dict[str, float] = {}
+        for cb in self.after_phase:
+            extra.update(cb(self, name, model) or {})
+        self.phase_extra.setdefault(name, {}).update(extra)
+        return extra
 
     def setup(self) -> None:
         """Load data, train/load the teacher, draw the student's initial weights, build the cache."""
@@ -272,10 +291,14 @@ class Experiment:
             phases[name] = {"test_acc": res.test_acc, "val_acc": res.val_acc, "best_epoch": res.best_epoch,
                             "params": count_parameters(model) if model is not None else None,
                             "seconds": round(res.seconds, 3),
-                            **(res.history[-1]["extra"] if res.history else {})}
+                            **(res.history[-1]["extra"] if res.history else {}),
+                            **self.phase_extra.get(name, {})}
         return ExperimentResult(status, phases, message, str(self.run_dir) if self.run_dir else None,
                                 self.teacher_cache.describe() if self.teacher_cache else "")
 
     def _result_dict_safe(self) -> dict[str, Any]:
         final = getattr(self, "final", None)
         return (final or self._result("failed", "interrupted")).to_dict()
+
+
+from kdcore.engine import phases as _phases  # noqa: E402,F401  (registers ard, prune_kd, prune_ce)
