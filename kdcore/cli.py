@@ -130,7 +130,7 @@ def result_table(result: dict) -> str:
 def _run_args(p):
     add_spec_args(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-    p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
+    p.add_argument("--runs-dir", default=None, help="where run folders go (default: $KDLAB_RUNS_DIR or runs)")
     p.add_argument("--no-save", action="store_true", help="do not write a run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -144,7 +144,9 @@ def _run(args) -> int:
     if spec.train.threads:
         torch.set_num_threads(spec.train.threads)
     subs = [] if args.quiet else [ProgressPrinter()]
-    exp = Experiment(spec, subs, run_root=None if args.no_save else args.runs_dir)
+    from kdcore.store.registry import default_root
+
+    exp = Experiment(spec, subs, run_root=None if args.no_save else (args.runs_dir or default_root()))
     t0 = time.time()
     result = exp.run().to_dict()
     result["wall_seconds"] = round(time.time() - t0, 2)
@@ -154,7 +156,7 @@ def _run(args) -> int:
         print()
         print(result_table(result))
         if result["run_dir"]:
-            print(f"run folder: {result['run_dir']}")
+            print(f"run folder: {result['run_dir']}  (run id {exp.run_id})")
     return 0 if result["status"] == "finished" else 1
 
 
@@ -261,6 +263,17 @@ def _explain(args) -> int:
 
 command("explain", "attention α, attribution shares and teacher–student agreement of a run folder")(
     (_explain_args, _explain))
+
+
+# ---- runs, resume, export, delete, import-data (kdcore.store.commands) -----------------------
+def _register_store_commands() -> None:
+    from kdcore.store.commands import COMMANDS as STORE_COMMANDS
+
+    for name, help_, pair in STORE_COMMANDS:
+        command(name, help_)(pair)
+
+
+_register_store_commands()
 
 
 def build_parser() -> argparse.ArgumentParser:
