@@ -177,6 +177,8 @@ class TrainSpec(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, le=256, description="torch CPU threads")
     teacher_cache: bool = Field(True, description="cache teacher outputs when inputs are fixed")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 = autocast of the training step")
+    compile: bool = Field(False, description="torch.compile the training step's forward (CUDA graphs on GPU)")
     probe_samples: int = Field(64, ge=0, le=4096, description="samples used for attention/attribution probes")
 
 
