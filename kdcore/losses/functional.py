@@ -30,14 +30,17 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, T: Tensor | float = 
 
     L_KD = T² · (1/B) Σ_i KL( softmax(z_t,i / T) ‖ softmax(z_s,i / T) )
 
-    computed as ``F.kl_div(log_softmax(z_s/T), softmax(z_t/T), reduction="batchmean") * T**2``;
+    computed as ``F.kl_div(log_softmax(z_s/T), log_softmax(z_t/T), reduction="batchmean",
+    log_target=True) * T**2`` (= the usual form with ``softmax(z_t/T)`` as target);
     the T² keeps gradient magnitudes comparable across temperatures.
     """
     log_p_s = F.log_softmax(student_logits / T, dim=1)
-    p_t = F.softmax(teacher_logits / T, dim=1)
+    # the teacher side as log-probabilities (``log_target=True``): same value, and a finite gradient for
+    # a learnable T even where a teacher probability underflows to 0
+    log_p_t = F.log_softmax(teacher_logits / T, dim=1)
     if sample_weight is None:
-        return F.kl_div(log_p_s, p_t, reduction="batchmean") * T**2
-    per_sample = F.kl_div(log_p_s, p_t, reduction="none").sum(1)
+        return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * T**2
+    per_sample = F.kl_div(log_p_s, log_p_t, reduction="none", log_target=True).sum(1)
     return weighted_mean(per_sample, sample_weight) * T**2
 
 
@@ -57,8 +60,9 @@ def dkd_parts(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, T:
     With p = softmax(z/T) and t the target class:
 
     * TCKD = T² · KL(b_T ‖ b_S), b = [p_t, 1 − p_t] (binary target / non-target distribution);
-    * NCKD = T² · KL(p̂_T ‖ p̂_S), p̂ = softmax over the non-target classes only, computed as in the
-      authors' code by subtracting 1000 from the target logit (after dividing by T) before the softmax.
+    * NCKD = T² · KL(p̂_T ‖ p̂_S), p̂ = softmax over the non-target classes only (the target column is
+      removed; the authors' code subtracts 1000 from it instead, which gives the same value up to
+      e^-1000 but a NaN gradient for a learnable T).
 
     Returns (TCKD, NCKD) averaged over the batch (``batchmean``), or per sample [B] with
     ``per_sample=True``. Identity (the paper's Eq. 1 rearranged): KD = TCKD + (1 − p_t^T) · NCKD per sample.
@@ -73,11 +77,12 @@ def dkd_parts(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, T:
         log_rest = torch.logsumexp(z.masked_fill(gt, float("-inf")), dim=1) - lse_all
         return torch.stack([log_pt, log_rest], dim=1)
 
-    log_bs, log_bt = log_binary(zs), log_binary(zt)
+    log_bs, log_bt = log_binary(zs), log_binary(zt)  # KL from log-probabilities: finite gradients
     tckd = (log_bt.exp() * (log_bt - log_bs)).sum(1)
-    log_ps_nt = F.log_softmax(zs - 1000.0 * gt, dim=1)
-    p_t_nt = F.softmax(zt - 1000.0 * gt, dim=1)
-    nckd = F.kl_div(log_ps_nt, p_t_nt, reduction="none").sum(1)
+    b, c = zs.shape
+    log_ps_nt = F.log_softmax(zs[~gt].view(b, c - 1), dim=1)
+    log_pt_nt = F.log_softmax(zt[~gt].view(b, c - 1), dim=1)
+    nckd = (log_pt_nt.exp() * (log_pt_nt - log_ps_nt)).sum(1)
     tckd, nckd = tckd * T**2, nckd * T**2
     if per_sample:
         return tckd, nckd
