@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from kdcore.viz import (
     accuracy_figure,
+    aggregate_results,
     ema,
     hard_vs_soft_figure,
     kd_quantities,
@@ -157,3 +158,16 @@ def test_teaching_figures():
     assert len(kd.x) == 120 and curves.layout.xaxis.type == "log"
     marker = next(t for t in curves.data if t.name == "T = 3")
     assert list(marker.x) == [3.0, 3.0]
+
+
+def test_aggregate_results_over_seeds():
+    def res(b, k):
+        return {"status": "finished", "phases": {"baseline": {"test_acc": b, "val_acc": b, "params": 10},
+                                                 "kd": {"test_acc": k, "val_acc": k, "params": 10}}}
+    agg = aggregate_results([res(0.60, 0.62), res(0.50, 0.53), res(0.70, 0.71), {"status": "failed", "phases": {}}])
+    assert agg["seeds"] == 3
+    assert agg["phases"]["kd"]["test_acc"] == pytest.approx(0.62)
+    assert agg["gains"] == pytest.approx([2.0, 3.0, 1.0])
+    assert agg["gain_std"] == pytest.approx(1.0)
+    assert verdict(agg, seeds=agg["seeds"]).startswith("KD helped by +2.0 points (3 seeds)")
+    assert aggregate_results([])["status"] == "running"

@@ -7,6 +7,7 @@ page can redraw it every second without losing the user's zoom.
 
 from kdcore.viz.training import (
     accuracy_figure,
+    aggregate_results,
     ema,
     loss_terms_figure,
     lr_figure,
@@ -25,7 +26,7 @@ from kdcore.viz.teaching import (
 )
 
 __all__ = [
-    "accuracy_figure", "ema", "hard_vs_soft_figure", "kd_quantities", "loss_terms_figure", "lr_figure",
+    "accuracy_figure", "aggregate_results", "ema", "hard_vs_soft_figure", "kd_quantities", "loss_terms_figure", "lr_figure",
     "overlay_figure", "result_table", "softmax_bars_figure", "softmax_t", "strategy_figure",
     "temperature_curves_figure", "uses_adaptive_strategy", "verdict",
 ]

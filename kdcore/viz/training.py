@@ -265,3 +265,24 @@ def verdict(result: Mapping[str, Any], seeds: int = 1, noise_points: float = 0.5
     else:
         head = f"No clear difference: KD changed test accuracy by {gain:+.1f} points ({runs})"
     return head + caveat + "." + teacher
+
+
+def aggregate_results(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean test / val accuracy per phase over finished runs of the same spec with different seeds,
+    plus ``gain_std`` (points) — the seed-to-seed spread of the KD gain. Feed it to :func:`verdict`."""
+    done = [r for r in results if r.get("status") == "finished" and r.get("phases")]
+    if not done:
+        return {"status": "running", "phases": {}, "message": "no finished seed yet"}
+    phases: dict[str, dict[str, Any]] = {}
+    for name in done[0]["phases"]:
+        rows = [r["phases"][name] for r in done if name in r["phases"]]
+        phases[name] = {k: sum(x[k] for x in rows) / len(rows) for k in ("test_acc", "val_acc")}
+        phases[name]["params"] = rows[0].get("params")
+    gains = [100 * (r["phases"]["kd"]["test_acc"] - r["phases"]["baseline"]["test_acc"]) for r in done
+             if "kd" in r["phases"] and "baseline" in r["phases"]]
+    std = None
+    if len(gains) > 1:
+        mean = sum(gains) / len(gains)
+        std = (sum((g - mean) ** 2 for g in gains) / (len(gains) - 1)) ** 0.5
+    return {"status": "finished", "phases": phases, "message": "", "seeds": len(done), "gains": gains,
+            "gain_std": std}

@@ -1,0 +1,143 @@
+"""Train: the live view of a background job — progress + ETA per phase, every loss term, accuracy of
+teacher / baseline / KD student, adaptive weights and temperature, learning rate, the final result
+table and a plain-words verdict. Leaving the page does not stop the job."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from kdcore.viz import (
+    accuracy_figure,
+    loss_terms_figure,
+    lr_figure,
+    result_table,
+    strategy_figure,
+    uses_adaptive_strategy,
+    verdict,
+)
+from ui import state
+from ui.seeds import seed_group_summary, submit_seed_group
+
+st.set_page_config(page_title="KD Lab · Train", page_icon="🧪", layout="wide")
+state.init()
+ss = st.session_state
+st.title("Train")
+
+manager = state.get_manager()
+jobs = sorted(manager.jobs(), key=lambda j: j.created, reverse=True)
+job = state.current_job()
+
+if not jobs:
+    st.info("No job yet. Run the current setup here, pick a preset on the home page, or edit the setup first.")
+    spec = state.get_spec()
+    if st.button(f"▶ Run the current setup ({spec.name})", type="primary", key="train-run-current"):
+        state.submit(spec)
+        st.rerun()
+    st.page_link("pages/1_Setup.py", label="Edit the setup")
+    st.stop()
+
+if job is None:
+    job = jobs[0]
+    state.select_job(job.id)
+labels = {j.id: f"{j.spec.name} · {j.id} · {j.snapshot().state_label}" for j in jobs}
+picked = st.selectbox("job", list(labels), index=list(labels).index(job.id), format_func=labels.get,
+                      key=f"train-job-picker-{job.id}",
+                      help="Every job of this server, newest first (jobs keep running when you leave the page).")
+if picked != job.id:
+    state.select_job(picked)
+    st.rerun()
+
+polling = not job.done
+ss["train-polling"] = polling
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "…"
+    s = int(round(s))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+@st.fragment(run_every=1.0 if polling else None)
+def live(job_id: str) -> None:
+    j = manager.get(job_id)
+    if j is None:
+        st.warning("This job is no longer in memory (the server keeps the last 50); its run folder remains.")
+        return
+    snap = j.snapshot()
+    c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
+    c1.markdown(f"**{snap.name}** — status: **{snap.state_label}**"
+                + (f" · run folder `{snap.run_dir}`" if snap.run_dir else ""))
+    if not snap.done:
+        if snap.status == "running":
+            if snap.paused:
+                if c2.button("▶ Resume", key="train-resume"):
+                    j.resume()
+                    st.rerun(scope="fragment")
+            elif c2.button("⏸ Pause", key="train-pause"):
+                j.pause()
+                st.rerun(scope="fragment")
+        if c3.button("■ Stop", key="train-stop"):
+            j.stop()
+            st.rerun(scope="fragment")
+    if snap.status == "queued":
+        st.info(f"Waiting in the queue at position {snap.queue_position} "
+                f"({len(manager.running())} job(s) running, cap {manager.max_concurrent}).")
+    for phase in snap.phases:
+        p = snap.progress.get(phase)
+        if p is None:
+            continue
+        if p.state == "pending":
+            text = f"{phase}: waiting"
+        elif p.state == "done":
+            text = f"{phase}: done in {fmt_seconds(p.elapsed_s)}"
+        else:
+            text = (f"{phase}: epoch {p.epoch}/{p.epochs} · step {p.step}/{p.total_steps} · "
+                    f"ETA {fmt_seconds(p.eta_s)}" + (" · paused" if snap.paused else ""))
+        st.progress(p.fraction, text=text)
+
+    if snap.steps:
+        c1, c2 = st.columns([3, 1])
+        smoothing = c1.slider("smoothing (EMA)", 0.0, 0.99, 0.6, 0.01, key="train-smoothing")
+        log_y = c2.checkbox("log scale", value=False, key="train-logy")
+        st.plotly_chart(loss_terms_figure(snap.steps, smoothing, log_y), key="train-losses")
+    if snap.epochs:
+        st.plotly_chart(accuracy_figure(snap.epochs, snap.result), key="train-accuracy")
+    if snap.steps:
+        if uses_adaptive_strategy(snap.steps):
+            st.plotly_chart(strategy_figure(snap.steps), key="train-strategy")
+        with st.expander("Learning rate", expanded=False):
+            st.plotly_chart(lr_figure(snap.steps), key="train-lr")
+
+    if snap.done:
+        if snap.status != "finished":
+            (st.error if snap.status in ("failed", "diverged") else st.warning)(
+                f"The run {snap.status}: {snap.message}")
+        if snap.result and snap.result.get("phases"):
+            st.subheader("Result (test split, best-on-validation checkpoint)")
+            st.dataframe(result_table(snap.result), hide_index=True, key="train-result")
+            st.markdown(f"**Verdict:** {verdict(snap.result, seeds=1)}")
+        if ss.get("train-polling"):
+            ss["train-polling"] = False
+            st.rerun()  # once: the page re-renders without polling
+
+
+live(job.id)
+
+# ---- several seeds ---------------------------------------------------------------------------
+st.divider()
+group = seed_group_summary(manager, ss.get("seed-group"))
+if group is not None:
+    st.subheader("Seeds")
+    st.dataframe(group["table"], hide_index=True, key="train-seed-table")
+    if group["done"]:
+        st.markdown(f"**Verdict over {group['n']} seeds:** {group['verdict']}")
+    else:
+        st.caption(f"{group['finished']}/{group['n']} seeds finished; refresh to update.")
+        if st.button("Refresh", key="train-seed-refresh"):
+            st.rerun()
+if job.done and job.snapshot().status == "finished":
+    if st.button("Repeat this experiment over 3 seeds", key="train-seeds",
+                 help="Runs seeds 0, 1, 2 of this spec as separate jobs; one seed is not evidence."):
+        ss["seed-group"] = submit_seed_group(manager, job.spec, 3)
+        st.rerun()

@@ -1,0 +1,42 @@
+"""Compare: every run folder as a row (spec differences highlighted, results), overlay the curves of
+the selected runs, export the table as CSV."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from kdcore.engine.jobs import runs_dir
+from kdcore.viz import overlay_figure
+from ui import state
+from ui.runs import list_runs, run_events, runs_table
+
+st.set_page_config(page_title="KD Lab · Compare", page_icon="🧪", layout="wide")
+state.init()
+st.title("Compare runs")
+root = runs_dir()
+runs = list_runs(root)
+if not runs:
+    st.info(f"No run folders in `{root}` yet. Runs started from the app or the CLI "
+            "(`python -m kdcore run --runs-dir ...`) appear here.")
+    st.stop()
+
+df, differ = runs_table(runs)
+st.caption(f"{len(runs)} runs in `{root}`. Highlighted columns are the spec fields that differ between runs; "
+           "select rows to overlay their curves.")
+styled = df.style.apply(lambda col: ["background-color: #FFF3BF" if col.name in differ else "" for _ in col],
+                        axis=0).format(precision=2, na_rep="–")
+event = st.dataframe(styled, hide_index=True, on_select="rerun", selection_mode="multi-row", key="cmp-table")
+st.download_button("Export CSV", df.to_csv(index=False), file_name="kdlab-runs.csv", mime="text/csv",
+                   key="cmp-csv")
+
+selected = list(event.selection.rows) if event is not None else []
+if not selected:
+    selected = list(range(min(2, len(runs))))
+    st.caption("No rows selected: showing the newest two runs.")
+c1, c2 = st.columns(2)
+metric = c1.selectbox("metric", ["val_acc", "train_acc", "val_loss", "train_loss"], key="cmp-metric")
+phases = sorted({p for i in selected for p in ((runs[i].result or {}).get("phases") or {})}
+                | {"teacher", "baseline", "kd"})
+phase = c2.selectbox("phase", phases, index=phases.index("kd") if "kd" in phases else 0, key="cmp-phase")
+curves = {f"{runs[i].id}": run_events(runs[i]) for i in selected}
+st.plotly_chart(overlay_figure(curves, metric=metric, phase=phase), key="cmp-overlay")
