@@ -31,7 +31,9 @@ class Strict(BaseModel):
 
 
 class DataSpec(Strict):
-    dataset: str = Field("digits-av", description="bundled dataset name")
+    dataset: str = Field("digits-av", description="bundled dataset name, or custom (with data.path)")
+    path: str | None = Field(None, description="dataset=custom: image folder (one subfolder per class) or CSV "
+                             "manifest; see kdcore.data.custom")
     modalities: list[str] | None = Field(None, description="modalities to load (default: all of the dataset)")
     noise: dict[str, float] = Field(default_factory=dict, description="per-modality noise knobs")
     train_fraction: float = Field(0.6, gt=0.0, lt=1.0)
@@ -42,12 +44,9 @@ class DataSpec(Strict):
 
     @model_validator(mode="after")
     def _check_dataset(self) -> "DataSpec":
-        from kdcore.data import DATASETS
-
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}")
-        available = DATASETS[self.dataset].modality_names()
-        knobs = DATASETS[self.dataset].noise_knobs()
+        cls = self.dataset_class()  # unknown dataset / bad data.path -> a field-naming error
+        available = cls.modality_names()
+        knobs = cls.noise_knobs()
         for key, value in self.noise.items():
             if key not in knobs:
                 raise ValueError(f"data.noise: unknown knob {key!r} for {self.dataset}; allowed: {', '.join(knobs)}")
@@ -72,9 +71,13 @@ class DataSpec(Strict):
         return self
 
     def all_modalities(self) -> list[str]:
-        from kdcore.data import DATASETS
+        return list(self.modalities or self.dataset_class().modality_names())
 
-        return list(self.modalities or DATASETS[self.dataset].modality_names())
+    def dataset_class(self):
+        """The dataset class (for ``custom``: with the modalities found at ``data.path``)."""
+        from kdcore.data.custom import dataset_class
+
+        return dataset_class(self.dataset, self.path)
 
 
 class EncoderSpec(Strict):
@@ -193,10 +196,8 @@ class ExperimentSpec(Strict):
 
     @model_validator(mode="after")
     def _check_models(self) -> "ExperimentSpec":
-        from kdcore.data import DATASETS
-
         data_mods = self.data.all_modalities()
-        kinds = DATASETS[self.data.dataset].modality_kinds()
+        kinds = self.data.dataset_class().modality_kinds()
         for role in ("teacher", "student"):
             model: ModelSpec = getattr(self, role)
             mods = model.modalities if model.modalities is not None else data_mods

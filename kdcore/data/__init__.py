@@ -9,7 +9,9 @@ from kdcore.data.digits_av import DigitsAV
 from kdcore.data.mfeat import MFeat
 from kdcore.data.mnist import MNIST5k
 
-DATASETS: dict[str, type[MultimodalDataset]] = {d.name: d for d in (DigitsAV, MFeat, MNIST5k)}
+from kdcore.data.custom import CustomDataset  # noqa: E402  (your own data: data.dataset=custom + data.path)
+
+DATASETS: dict[str, type[MultimodalDataset]] = {d.name: d for d in (DigitsAV, MFeat, MNIST5k, CustomDataset)}
 
 
 def _key(spec) -> str:

@@ -1,0 +1,696 @@
+"""Bring your own data: an image folder or a CSV manifest, validated row by row.
+
+Two layouts (``data.dataset: custom`` with ``data.path`` pointing at either):
+
+* **Image folder** — ``PATH/<class name>/<image files>``; one modality ``image``.
+* **CSV manifest** — ``PATH`` is a ``.csv`` with a label column (default ``label``) and one
+  column per modality. Column kinds come from an explicit prefix in the header
+  (``image:photo``, ``audio:clip``, ``text:caption``, ``vector:fou``) or are inferred from the
+  values: an image file name (.png .jpg .jpeg .bmp .gif .tif .webp) → image, ``.wav`` → audio,
+  numbers → numeric, anything else → text. Numeric columns named ``<view>.<k>`` form one vector
+  view ``<view>``; other numeric columns form the view ``numeric``; a ``vector:`` column holds
+  space/semicolon separated numbers. File paths are relative to the CSV's folder and must stay
+  inside it. An optional ``classes.txt`` next to the manifest (one class per line) fixes the
+  allowed labels; rows with any other label are dropped as "unknown label".
+
+Every bad row is dropped with a reason (missing file, unreadable image, unsupported or corrupt
+WAV, inconsistent sample rate, empty text, non-numeric value, unknown or missing label, file
+over the size limit, path outside the folder); the :class:`ImportReport` lists rows kept and
+dropped. Size limits: :data:`MAX_ROWS` rows, :data:`MAX_FILE_BYTES` per media file,
+:data:`MAX_IMAGE_PIXELS` per image, :data:`MAX_AUDIO_SECONDS` per clip, :data:`MAX_CSV_BYTES`.
+
+Tensors: images → grey (or RGB when any image has colour) ``IMAGE_SIZE``² in [0, 1]; audio →
+the same log-mel spectrogram as the bundled speech ([1, 32, 32]); text → character ids over the
+dataset's own character vocabulary; vector views standardised with training-split statistics.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+import wave
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kdcore.data.base import ModalityInfo, MultimodalDataset, TensorData, limit_train, stratified_split
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+AUDIO_EXTS = (".wav",)
+KINDS = ("image", "audio", "text", "vector")
+MAX_ROWS = 200_000
+MAX_CSV_BYTES = 100 * 2**20
+MAX_FILE_BYTES = 20 * 2**20
+MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_AUDIO_SECONDS = 30.0
+MAX_TEXT_LEN = 64
+IMAGE_SIZE = 32
+MIN_PER_CLASS = 3  # one sample each for train / val / test at least
+_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+class DataImportError(ValueError):
+    """The source cannot be used at all (not found, no label column, nothing usable...)."""
+
+
+@dataclass
+class Column:
+    name: str  # CSV header
+    modality: str  # modality it feeds
+    kind: str  # image | audio | text | vector
+    index: int = 0  # position inside a grouped vector view
+
+
+@dataclass
+class ImportReport:
+    source: str
+    layout: str  # folder | csv
+    modalities: dict[str, str] = field(default_factory=dict)  # name -> kind (image|spectrogram|tokens|vector)
+    classes: list[str] = field(default_factory=list)
+    rows_total: int = 0
+    kept: int = 0
+    per_class: dict[str, int] = field(default_factory=dict)
+    dropped: list[tuple[int, str]] = field(default_factory=list)  # (row number, reason)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "layout": self.layout, "modalities": self.modalities,
+                "classes": self.classes, "rows_total": self.rows_total, "kept": self.kept,
+                "dropped_count": len(self.dropped), "per_class": self.per_class,
+                "dropped": [{"row": r, "reason": why} for r, why in self.dropped], "warnings": self.warnings}
+
+    def summary(self, max_errors: int = 20) -> str:
+        lines = [f"{self.source} ({self.layout}): {self.rows_total} rows, {self.kept} kept, "
+                 f"{len(self.dropped)} dropped",
+                 "modalities: " + ", ".join(f"{m} ({k})" for m, k in self.modalities.items()),
+                 f"classes ({len(self.classes)}): " + ", ".join(f"{c} ×{self.per_class.get(c, 0)}"
+                                                               for c in self.classes)]
+        lines += [f"warning: {w}" for w in self.warnings]
+        for row, why in self.dropped[:max_errors]:
+            lines.append(f"  row {row}: {why}")
+        if len(self.dropped) > max_errors:
+            lines.append(f"  … and {len(self.dropped) - max_errors} more dropped rows")
+        if self.kept:
+            lines.append(f"use it: --set data.dataset=custom --set data.path={self.source}")
+        return "\n".join(lines)
+
+
+class RowError(ValueError):
+    pass
+
+
+# ---- readers (one sample) --------------------------------------------------------------------
+def _check_size(path: Path) -> None:
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise RowError(f"{path.name} is {size / 2**20:.1f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit")
+    if size == 0:
+        raise RowError(f"{path.name} is empty")
+
+
+def read_image(path: Path) -> tuple[np.ndarray, bool]:
+    """An image as float32 RGB [H, W, 3] in [0, 1] after resizing, and whether it has colour."""
+    from PIL import Image, UnidentifiedImageError
+
+    _check_size(path)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise RowError(f"{path.name} is {w}×{h} pixels, over the {MAX_IMAGE_PIXELS:,} pixel limit")
+            im.load()
+            colour = im.mode not in ("1", "L", "LA", "I", "I;16", "F", "P") or (
+                im.mode == "P" and any(len(set(c)) > 1 for c in _palette_rgb(im)))
+            rgb = im.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
+    except RowError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise RowError(f"unreadable image {path.name}: {str(exc).splitlines()[0][:120]}") from None
+    arr = np.asarray(rgb, dtype=np.float32) / 255.0
+    if colour and np.allclose(arr[..., 0], arr[..., 1]) and np.allclose(arr[..., 1], arr[..., 2]):
+        colour = False
+    return arr, colour
+
+
+def _palette_rgb(im) -> list[tuple[int, int, int]]:
+    pal = im.getpalette() or []
+    return [tuple(pal[i:i + 3]) for i in range(0, min(len(pal), 768), 3)]
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """Mono float32 waveform in [-1, 1] and its sample rate (PCM 8/16/24/32-bit WAV)."""
+    _check_size(path)
+    try:
+        with wave.open(str(path), "rb") as w:
+            ch, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+            if rate <= 0 or ch <= 0:
+                raise RowError(f"corrupt WAV {path.name}: sample rate {rate}, {ch} channels")
+            if n / rate > MAX_AUDIO_SECONDS:
+                raise RowError(f"{path.name} lasts {n / rate:.1f} s, over the {MAX_AUDIO_SECONDS:.0f} s limit")
+            raw = w.readframes(n)
+    except RowError:
+        raise
+    except wave.Error as exc:
+        raise RowError(f"unsupported or corrupt WAV {path.name}: {exc} (PCM WAV only)") from None
+    except Exception as exc:  # noqa: BLE001 - the wave module raises EOFError, RuntimeError, struct.error...
+        raise RowError(f"corrupt WAV {path.name}: {type(exc).__name__} {exc}".rstrip()) from None
+    frames = len(raw) // (width * ch)
+    if frames == 0:
+        raise RowError(f"corrupt WAV {path.name}: no audio frames")
+    raw = raw[: frames * width * ch]
+    if width == 1:
+        x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 2:
+        x = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    elif width == 3:
+        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        x = np.where(v >= 1 << 23, v - (1 << 24), v).astype(np.float32) / float(1 << 23)
+    elif width == 4:
+        x = np.frombuffer(raw, dtype="<i4").astype(np.float32) / float(1 << 31)
+    else:
+        raise RowError(f"unsupported WAV {path.name}: {8 * width}-bit samples")
+    x = x.reshape(frames, ch).mean(axis=1)
+    if not np.isfinite(x).all():
+        raise RowError(f"corrupt WAV {path.name}: non-finite samples")
+    return x, rate
+
+
+# ---- sources -------------------------------------------------------------------------------
+def _modality_name(header: str) -> str:
+    name = _NAME.sub("_", header.strip()).strip("_").lower()
+    return name or "col"
+
+
+def _resolve_inside(base: Path, rel: str) -> Path:
+    rel = rel.strip()
+    if not rel:
+        raise RowError("empty file path")
+    p = Path(rel)
+    if p.is_absolute():
+        raise RowError(f"absolute path {rel!r} not allowed; paths are relative to the manifest's folder")
+    full = (base / p).resolve()
+    if base.resolve() not in full.parents:
+        raise RowError(f"path {rel!r} points outside the dataset folder")
+    if not full.is_file():
+        raise RowError(f"missing file {rel}")
+    return full
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    size = path.stat().st_size
+    if size > MAX_CSV_BYTES:
+        raise DataImportError(f"{path.name} is {size / 2**20:.0f} MiB, over the {MAX_CSV_BYTES // 2**20} MiB limit")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataImportError(f"{path.name} is not UTF-8 text") from None
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise DataImportError(f"{path.name}: not a valid CSV ({exc})") from None
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    if not rows:
+        raise DataImportError(f"{path.name} is empty")
+    if len(rows) - 1 > MAX_ROWS:
+        raise DataImportError(f"{path.name} has {len(rows) - 1} rows, over the {MAX_ROWS:,} row limit")
+    return [h.strip() for h in rows[0]], rows[1:]
+
+
+def _columns(header: list[str], rows: list[list[str]], label_column: str, path: Path) -> list[Column]:
+    if label_column not in header:
+        raise DataImportError(f"{path.name}: no label column {label_column!r}; columns: {', '.join(header)} "
+                              "(choose one with --label-column / the label column field)")
+    cols: list[Column] = []
+    seen: dict[str, str] = {}
+    grouped: dict[str, int] = {}
+    for j, h in enumerate(header):
+        if h == label_column:
+            continue
+        if not h:
+            raise DataImportError(f"{path.name}: column {j + 1} has no name")
+        kind, name = None, h
+        if ":" in h and h.split(":", 1)[0].strip().lower() in KINDS:
+            kind, name = h.split(":", 1)[0].strip().lower(), h.split(":", 1)[1]
+        sample = [r[j].strip() for r in rows[:200] if j < len(r) and r[j].strip()]
+        if kind is None:  # by majority, so that a few bad cells are reported as bad rows
+            low = [s.lower() for s in sample]
+            share = lambda ok: sum(map(ok, low)) / max(1, len(low))  # noqa: E731
+            if sample and share(lambda s: s.endswith(IMAGE_EXTS)) > 0.5:
+                kind = "image"
+            elif sample and share(lambda s: s.endswith(AUDIO_EXTS)) > 0.5:
+                kind = "audio"
+            elif sample and share(_is_number) >= 0.9:
+                kind = "number"
+            else:
+                kind = "text"
+        if kind == "number":
+            view = _modality_name(name.rsplit(".", 1)[0]) if "." in name else "numeric"
+            idx = grouped.get(view, 0)
+            grouped[view] = idx + 1
+            cols.append(Column(h, view, "number", idx))
+            if seen.setdefault(view, "vector") != "vector":
+                raise DataImportError(f"{path.name}: modality name {view!r} used by two kinds of column")
+            continue
+        mod = _modality_name(name)
+        if mod in seen:
+            raise DataImportError(f"{path.name}: two columns map to the modality name {mod!r}; rename one")
+        seen[mod] = kind
+        cols.append(Column(h, mod, kind))
+    if not cols:
+        raise DataImportError(f"{path.name}: no modality columns besides the label {label_column!r}")
+    return cols
+
+
+KIND_TO_MODALITY = {"image": "image", "audio": "spectrogram", "text": "tokens", "vector": "vector",
+                    "number": "vector"}
+
+
+def _classes_file(base: Path) -> list[str] | None:
+    f = base / "classes.txt"
+    if not f.is_file():
+        return None
+    names = [ln.strip() for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return names or None
+
+
+def _source(path: str | Path) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataImportError(f"data.path {str(path)!r} does not exist")
+    if p.is_file() and p.suffix.lower() != ".csv":
+        raise DataImportError(f"data.path {str(path)!r}: expected a folder of class subfolders or a .csv manifest")
+    return p
+
+
+@lru_cache(maxsize=32)
+def _layout_cached(key: str, label_column: str, mtime: float) -> tuple[str, tuple[tuple[str, str], ...]]:
+    p = Path(key)
+    if p.is_dir():
+        return "folder", (("image", "image"),)
+    header, rows = _read_csv(p)
+    cols = _columns(header, rows, label_column, p)
+    mods: dict[str, str] = {}
+    for c in cols:
+        mods.setdefault(c.modality, KIND_TO_MODALITY[c.kind])
+    return "csv", tuple(mods.items())
+
+
+def layout(path: str | Path, label_column: str = "label") -> tuple[str, dict[str, str]]:
+    """Cheap look at a source: its layout and modality kinds (headers only, no file is read)."""
+    p = _source(path).resolve()
+    kind, mods = _layout_cached(str(p), label_column, p.stat().st_mtime)
+    return kind, dict(mods)
+
+
+# ---- full validation + tensors ---------------------------------------------------------------
+@dataclass
+class Imported:
+    report: ImportReport
+    labels: np.ndarray  # int64 [N]
+    inputs: dict[str, torch.Tensor]
+    infos: dict[str, ModalityInfo]
+    meta: dict[str, Any]
+
+
+def _folder_rows(root: Path) -> tuple[list[dict[str, str]], list[str]]:
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataImportError(f"{root}: no class subfolders (expected {root}/<class>/<images>)")
+    rows = []
+    for c in classes:
+        for f in sorted((root / c).iterdir()):
+            if f.name.startswith(".") or f.is_dir():
+                continue
+            rows.append({"label": c, "image": f"{c}/{f.name}"})
+            if len(rows) > MAX_ROWS:
+                raise DataImportError(f"{root}: more than {MAX_ROWS:,} files, over the row limit")
+    return rows, classes
+
+
+def import_source(path: str | Path, label_column: str = "label") -> Imported:
+    """Validate every row of an image folder or CSV manifest and build the tensors of the good ones."""
+    src = _source(path)
+    report = ImportReport(str(path), "folder" if src.is_dir() else "csv")
+    if src.is_dir():
+        base = src
+        dict_rows, _ = _folder_rows(src)
+        cols = [Column("image", "image", "image")]
+        label_column = "label"
+        first_row = 1
+    else:
+        base = src.parent
+        header, rows = _read_csv(src)
+        cols = _columns(header, rows, label_column, src)
+        dict_rows = [{h: (r[j] if j < len(r) else "") for j, h in enumerate(header)} for r in rows]
+        first_row = 2  # header is line 1
+    allowed = _classes_file(base)
+    report.rows_total = len(dict_rows)
+    view_dims: dict[str, int] = {}
+    for c in cols:
+        if c.kind == "number":
+            view_dims[c.modality] = view_dims.get(c.modality, 0) + 1
+    good: list[dict[str, Any]] = []
+    rates: dict[int, int] = {}
+    for i, row in enumerate(dict_rows):
+        rownum = i + first_row
+        try:
+            label = row.get(label_column, "").strip()
+            if not label:
+                raise RowError(f"missing label (column {label_column!r} is empty)")
+            if allowed is not None and label not in allowed:
+                raise RowError(f"unknown label {label!r} (classes.txt allows: {', '.join(allowed[:10])}"
+                               f"{'…' if len(allowed) > 10 else ''})")
+            sample: dict[str, Any] = {"label": label}
+            for c in cols:
+                raw = (row.get(c.name) or "").strip()
+                if c.kind == "image":
+                    sample[c.modality] = read_image(_resolve_inside(base, raw))
+                elif c.kind == "audio":
+                    wav, rate = read_wav(_resolve_inside(base, raw))
+                    sample[c.modality] = (wav, rate)
+                elif c.kind == "text":
+                    if not raw:
+                        raise RowError(f"empty text in column {c.name!r}")
+                    sample[c.modality] = raw[:MAX_TEXT_LEN]
+                elif c.kind == "number":
+                    try:
+                        v = float(raw)
+                    except ValueError:
+                        raise RowError(f"column {c.name!r}: {raw!r} is not a number") from None
+                    if not math.isfinite(v):
+                        raise RowError(f"column {c.name!r}: {raw!r} is not a finite number")
+                    sample.setdefault(c.modality, [0.0] * view_dims[c.modality])[c.index] = v
+                elif c.kind == "vector":
+                    parts = [x for x in re.split(r"[\s;]+", raw) if x]
+                    try:
+                        vec = [float(x) for x in parts]
+                    except ValueError:
+                        raise RowError(f"column {c.name!r}: expected numbers separated by spaces or ';'") from None
+                    if not vec or not all(math.isfinite(x) for x in vec):
+                        raise RowError(f"column {c.name!r}: empty or non-finite vector")
+                    dim = view_dims.setdefault(c.modality, len(vec))
+                    if len(vec) != dim:
+                        raise RowError(f"column {c.name!r}: {len(vec)} values, other rows have {dim}")
+                    sample[c.modality] = vec
+            for c in cols:
+                if c.kind == "audio":
+                    rates[sample[c.modality][1]] = rates.get(sample[c.modality][1], 0) + 1
+            good.append({"row": rownum, **sample})
+        except RowError as exc:
+            report.dropped.append((rownum, str(exc)))
+    # one sample rate for all clips: the most common one wins, the others are reported
+    if rates:
+        rate = max(rates, key=lambda r: rates[r])
+        if len(rates) > 1:
+            keep = []
+            for s in good:
+                bad = [c.name for c in cols if c.kind == "audio" and s[c.modality][1] != rate]
+                if bad:
+                    report.dropped.append((s["row"], f"inconsistent sample rate in {bad[0]!r}: "
+                                                     f"{s[[c for c in cols if c.name == bad[0]][0].modality][1]} Hz, "
+                                                     f"the other clips use {rate} Hz"))
+                else:
+                    keep.append(s)
+            good = keep
+    # classes need a few samples each for the stratified train / val / test split
+    counts: dict[str, int] = {}
+    for s in good:
+        counts[s["label"]] = counts.get(s["label"], 0) + 1
+    small = {c for c, n in counts.items() if n < MIN_PER_CLASS}
+    if small:
+        for s in good:
+            if s["label"] in small:
+                report.dropped.append((s["row"], f"class {s['label']!r} has only {counts[s['label']]} usable rows "
+                                                 f"(need ≥ {MIN_PER_CLASS} for train / val / test)"))
+        good = [s for s in good if s["label"] not in small]
+    report.dropped.sort()
+    classes = (list(allowed) if allowed is not None else sorted({s["label"] for s in good}))
+    classes = [c for c in classes if any(s["label"] == c for s in good)]
+    report.classes = classes
+    report.kept = len(good)
+    report.per_class = {c: sum(1 for s in good if s["label"] == c) for c in classes}
+    report.modalities = {}
+    for c in cols:
+        report.modalities.setdefault(c.modality, KIND_TO_MODALITY[c.kind])
+    if len(classes) == 1:
+        report.warnings.append("only one class has usable rows: a classifier needs at least two")
+    index = {c: k for k, c in enumerate(classes)}
+    labels = np.array([index[s["label"]] for s in good], dtype=np.int64)
+    inputs, infos, meta = _tensors(good, cols, rates and max(rates, key=lambda r: rates[r]), report)
+    meta["rows"] = [s["row"] for s in good]
+    return Imported(report, labels, inputs, infos, meta)
+
+
+def _tensors(good, cols, rate, report) -> tuple[dict[str, torch.Tensor], dict[str, ModalityInfo], dict[str, Any]]:
+    from kdcore.data.audio import log_mel
+
+    inputs: dict[str, torch.Tensor] = {}
+    infos: dict[str, ModalityInfo] = {}
+    meta: dict[str, Any] = {}
+    if not good:
+        return inputs, infos, meta
+    done = set()
+    for c in cols:
+        m = c.modality
+        if m in done:
+            continue
+        done.add(m)
+        if c.kind == "image":
+            colour = any(s[m][1] for s in good)
+            arr = np.stack([s[m][0] for s in good])  # [N, H, W, 3]
+            x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+            if not colour:
+                x = x.mean(dim=1, keepdim=True)
+            inputs[m] = x
+            infos[m] = ModalityInfo(m, "image", tuple(x.shape[1:]), f"{'RGB' if colour else 'grey'} image "
+                                                                    f"resized to {IMAGE_SIZE}×{IMAGE_SIZE}")
+        elif c.kind == "audio":
+            length = max(len(s[m][0]) for s in good)
+            wave_ = np.zeros((len(good), length), dtype=np.float32)
+            for i, s in enumerate(good):
+                wave_[i, : len(s[m][0])] = s[m][0]
+            w = torch.from_numpy(wave_)
+            inputs[m] = log_mel(w, int(rate))
+            meta[f"{m}_sample_rate"] = int(rate)
+            infos[m] = ModalityInfo(m, "spectrogram", tuple(inputs[m].shape[1:]),
+                                    f"log-mel spectrogram of a {length / rate:.2f} s clip at {rate} Hz")
+        elif c.kind == "text":
+            texts = [s[m] for s in good]
+            vocab = sorted({ch for t in texts for ch in t})
+            table = {ch: i + 2 for i, ch in enumerate(vocab)}
+            length = max(len(t) for t in texts)
+            ids = torch.zeros((len(texts), length), dtype=torch.long)
+            for i, t in enumerate(texts):
+                ids[i, : len(t)] = torch.tensor([table[ch] for ch in t], dtype=torch.long)
+            inputs[m] = ids
+            meta[f"{m}_texts"] = texts
+            meta[f"{m}_vocab"] = vocab
+            infos[m] = ModalityInfo(m, "tokens", (length,), "characters of the text column", vocab_size=len(vocab) + 2)
+        else:  # number / vector
+            x = torch.tensor([s[m] for s in good], dtype=torch.float32)
+            inputs[m] = x
+            infos[m] = ModalityInfo(m, "vector", (x.shape[1],), f"{x.shape[1]} numeric features")
+    return inputs, infos, meta
+
+
+def inspect_source(path: str | Path, label_column: str = "label") -> ImportReport:
+    """Validate a source and return the report (what ``python -m kdcore import-data`` prints)."""
+    return import_source(path, label_column).report
+
+
+# ---- the dataset the spec names -----------------------------------------------------------
+class CustomDataset(MultimodalDataset):
+    """``data.dataset: custom`` with ``data.path``; modalities come from the source (see module doc)."""
+
+    name = "custom"
+    description = "your own data: an image folder (one subfolder per class) or a CSV manifest (data.path)"
+    source = "user supplied"
+    pairing_note = "User data: modalities of a CSV row belong to the same sample."
+    MODALITIES: dict[str, str] = {}
+    PATH: str | None = None
+
+    def load(self, spec) -> TensorData:
+        if not spec.path:
+            raise DataImportError("data.path is required when data.dataset=custom")
+        imp = import_source(spec.path)
+        rep = imp.report
+        if rep.kept == 0 or len(rep.classes) < 2:
+            raise DataImportError(f"data.path {spec.path!r}: {rep.kept} usable rows in {len(rep.classes)} classes; "
+                                  "need at least two classes (run `python -m kdcore import-data PATH` for the report)")
+        labels = imp.labels
+        split = stratified_split(labels, spec.train_fraction, spec.val_fraction, spec.seed)
+        split = limit_train(split, labels, spec.train_limit, spec.seed)
+        mods = spec.modalities or list(imp.inputs)
+        inputs = {}
+        tr = split["train"]
+        for m in mods:
+            x = imp.inputs[m]
+            if imp.infos[m].kind == "vector":  # standardise with training statistics only
+                mu, sd = x[tr].mean(0), x[tr].std(0).nan_to_num(1.0).clamp_min(1e-6)
+                x = (x - mu) / sd
+            elif imp.infos[m].kind == "spectrogram":
+                mu, sd = x[tr].mean(), x[tr].std().clamp_min(1e-6)
+                x = (x - mu) / sd
+            inputs[m] = x
+        return TensorData(
+            name=f"custom:{Path(spec.path).name}", modalities={m: imp.infos[m] for m in mods}, inputs=inputs,
+            labels=torch.from_numpy(labels), num_classes=len(rep.classes), class_names=list(rep.classes),
+            split_index=split, meta={**imp.meta, "import_report": rep.to_dict()}, pairing_note=self.pairing_note,
+        )
+
+
+def dataset_class(name: str, path: str | None = None) -> type[MultimodalDataset]:
+    """The dataset class a spec names; for ``custom`` a subclass whose modalities are read from
+    ``path`` (headers only). Raises ``ValueError`` with a field-naming message."""
+    from kdcore.data import DATASETS
+
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    if name != "custom":
+        if path:
+            raise ValueError(f"data.path is only used with data.dataset=custom (dataset is {name!r})")
+        return DATASETS[name]
+    if not path:
+        raise ValueError("data.path is required when data.dataset=custom (an image folder or a CSV manifest)")
+    try:
+        _, mods = layout(path)
+    except DataImportError as exc:
+        raise ValueError(str(exc)) from None
+    except OSError as exc:
+        raise ValueError(f"data.path {path!r}: {exc}") from None
+    return type("CustomDataset_" + _modality_name(Path(path).name), (CustomDataset,),
+                {"MODALITIES": mods, "PATH": str(path)})
+
+
+# ---- uploads (the Data page) ----------------------------------------------------------------
+MAX_UPLOAD_BYTES = 200 * 2**20
+MAX_UNZIPPED_BYTES = 1 << 30
+MAX_ZIP_MEMBERS = MAX_ROWS + 100
+
+
+def data_root() -> Path:
+    """Where uploads are unpacked: ``$KDLAB_DATA_DIR`` or ``user_data``."""
+    return Path(os.environ.get("KDLAB_DATA_DIR", "user_data"))
+
+
+def safe_member(name: str) -> str:
+    """A zip member name made safe: no absolute path, no '..', no drive, sanitised components."""
+    from kdcore.store.folder import safe_name
+
+    parts = [p for p in re.split(r"[\\/]+", name) if p not in ("", ".")]
+    if any(p == ".." for p in parts) or re.match(r"^[A-Za-z]:", name) or name.startswith(("/", "\\")):
+        raise DataImportError(f"zip member {name!r} tries to leave the upload folder; refused")
+    clean = []
+    for p in parts:
+        stem, dot, ext = p.rpartition(".")
+        clean.append(safe_name(stem) + "." + safe_name(ext, 10) if dot and stem else safe_name(p))
+    if not clean:
+        raise DataImportError(f"zip member {name!r} has no usable name")
+    return "/".join(clean)
+
+
+def extract_upload(data: bytes, filename: str, root: str | Path | None = None) -> Path:
+    """Unpack an uploaded zip (or store an uploaded CSV) under ``root``/<safe name>; returns the
+    dataset path to put in ``data.path`` (the folder, or the manifest when the zip holds one CSV).
+
+    Refuses: uploads over :data:`MAX_UPLOAD_BYTES`, members that leave the folder (``..``,
+    absolute paths, links), more than :data:`MAX_ZIP_MEMBERS` members, more than
+    :data:`MAX_UNZIPPED_BYTES` unpacked (zip bombs)."""
+    import hashlib
+    import shutil
+    import zipfile
+
+    from kdcore.store.folder import safe_name
+
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise DataImportError(f"upload is {len(data) / 2**20:.0f} MiB, over the {MAX_UPLOAD_BYTES // 2**20} MiB limit")
+    root = Path(root) if root is not None else data_root()
+    stem = Path(filename.replace("\\", "/")).name
+    base = safe_name(stem.rsplit(".", 1)[0] if "." in stem else stem, 40)
+    target = root / f"{base}-{hashlib.sha256(data).hexdigest()[:8]}"
+    tmp = root / f".{target.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        if stem.lower().endswith(".csv"):
+            (tmp / (safe_name(stem[:-4], 40) + ".csv")).write_bytes(data)
+        elif stem.lower().endswith(".zip"):
+            try:
+                zf = zipfile.ZipFile(io.BytesIO(data))
+            except zipfile.BadZipFile:
+                raise DataImportError(f"{stem} is not a valid zip file") from None
+            with zf:
+                infos = zf.infolist()
+                if len(infos) > MAX_ZIP_MEMBERS:
+                    raise DataImportError(f"{stem} has {len(infos)} entries, over the {MAX_ZIP_MEMBERS:,} limit")
+                total = sum(i.file_size for i in infos)
+                if total > MAX_UNZIPPED_BYTES:
+                    raise DataImportError(f"{stem} unpacks to {total / 2**20:.0f} MiB, over the "
+                                          f"{MAX_UNZIPPED_BYTES // 2**20} MiB limit")
+                for info in infos:
+                    if info.is_dir():
+                        continue
+                    mode = (info.external_attr >> 16) & 0o170000
+                    if mode == 0o120000:
+                        raise DataImportError(f"zip member {info.filename!r} is a symbolic link; refused")
+                    rel = safe_member(info.filename)
+                    if rel.split("/")[0] in ("__MACOSX",) or rel.split("/")[-1].startswith("."):
+                        continue
+                    dest = (tmp / rel).resolve()
+                    if tmp.resolve() not in dest.parents:
+                        raise DataImportError(f"zip member {info.filename!r} tries to leave the upload folder")
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    written = 0
+                    with zf.open(info) as src, open(dest, "wb") as out:
+                        while chunk := src.read(1 << 20):
+                            written += len(chunk)
+                            if written > MAX_FILE_BYTES and not rel.lower().endswith(".csv"):
+                                raise DataImportError(f"zip member {info.filename!r} is over the "
+                                                      f"{MAX_FILE_BYTES // 2**20} MiB per-file limit")
+                            out.write(chunk)
+        else:
+            raise DataImportError(f"upload {stem!r}: expected a .zip (image folder or CSV + files) or a .csv")
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dataset_path(target)
+
+
+def dataset_path(folder: Path) -> Path:
+    """The usable source inside an unpacked upload: a single CSV manifest, else the class-folder root
+    (descending through a single wrapping folder, as zips made from a folder have)."""
+    cur = folder
+    for _ in range(3):
+        csvs = sorted(p for p in cur.iterdir() if p.is_file() and p.suffix.lower() == ".csv")
+        if len(csvs) == 1:
+            return csvs[0]
+        if len(csvs) > 1:
+            raise DataImportError(f"the upload holds several CSV files ({', '.join(p.name for p in csvs)}); "
+                                  "keep one manifest")
+        subs = [p for p in cur.iterdir() if p.is_dir()]
+        files = [p for p in cur.iterdir() if p.is_file() and p.name != "classes.txt"]
+        wraps = len(subs) == 1 and any(q.is_dir() or q.suffix.lower() == ".csv" for q in subs[0].iterdir())
+        if wraps and not files:
+            cur = subs[0]
+            continue
+        return cur
+    return cur
