@@ -167,20 +167,23 @@ def gradcam_layer(model: nn.Module, modality: str) -> nn.Module | None:
 class _TupleForward(nn.Module):
     """Captum-facing forward: positional tensors in modality order → logits.
 
-    Text modalities arrive as embeddings; their token ids come last (``additional_forward_args``)
-    so Captum expands them together with the inputs (IG steps, noise draws, occlusion windows)."""
+    Attributed text modalities arrive as embeddings; then come their token ids and the tensors of
+    modalities held fixed (``additional_forward_args``), so Captum expands them together with the
+    inputs (IG steps, noise draws, occlusion windows)."""
 
-    def __init__(self, model: nn.Module, modalities: list[str], token_mods: list[str]):
+    def __init__(self, model: nn.Module, modalities: list[str], token_mods: list[str],
+                 fixed_mods: list[str] | tuple[str, ...] = ()):
         super().__init__()
         self.model = model
         self.modalities = list(modalities)
         self.token_mods = list(token_mods)
+        self.fixed_mods = list(fixed_mods)
 
     def forward(self, *args: Tensor) -> Tensor:
-        k = len(self.modalities)
-        xs, toks = args[:k], args[k:]
+        k, t = len(self.modalities), len(self.token_mods)
+        xs, toks, fixed = args[:k], args[k:k + t], args[k + t:]
         tok = dict(zip(self.token_mods, toks))
-        inputs, embedded = {}, {}
+        inputs, embedded = dict(zip(self.fixed_mods, fixed)), {}
         for m, x in zip(self.modalities, xs):
             if m in tok:
                 inputs[m] = tok[m]
@@ -202,7 +205,8 @@ def attribute(model: nn.Module, inputs: dict[str, Tensor], method: str = "ig",
               copy_model: bool = True) -> Attribution:
     """Attribute ``model``'s logit of ``target`` to every modality input with one Captum method.
 
-    ``inputs`` maps modality → batch tensor (extra modalities are ignored); ``target`` [B] are the
+    ``inputs`` maps modality → batch tensor (modalities the model does not see are ignored;
+    those it sees but ``modalities`` leaves out are held fixed, not attributed); ``target`` [B] are the
     classes to explain (default: ``params.target`` = the model's prediction when no labels are
     given). ``reference`` (modality → tensor) gives the mean used by ``baseline="mean"`` (default:
     the batch itself). The model is deep-copied and put in eval mode unless ``copy_model=False``
@@ -222,10 +226,11 @@ def attribute(model: nn.Module, inputs: dict[str, Tensor], method: str = "ig",
              for m, k in model_kinds(net).items() if m in mods}
     token_mods = [m for m in mods if kinds[m] == "tokens"]
     raw = {m: inputs[m].to(dev) for m in mods}
+    fixed = {m: inputs[m].to(dev) for m in net.modalities if m in inputs and m not in mods}
     b = next(iter(raw.values())).shape[0]
 
     with torch.no_grad():
-        logits = net(raw).logits.detach()
+        logits = net({**raw, **fixed}).logits.detach()
     if target is None:
         target = logits.argmax(1)
     elif params.target == "pred":
@@ -248,8 +253,8 @@ def attribute(model: nn.Module, inputs: dict[str, Tensor], method: str = "ig",
             else:
                 base.append(torch.zeros_like(x))
     xs_t, base_t = tuple(x.requires_grad_(method != "gradcam") for x in xs), tuple(base)
-    toks = tuple(raw[m] for m in token_mods)
-    fwd = _TupleForward(net, mods, token_mods)
+    toks = tuple(raw[m] for m in token_mods) + tuple(fixed.values())
+    fwd = _TupleForward(net, mods, token_mods, list(fixed))
     extra = toks if toks else None
     notes: list[str] = []
 
@@ -314,6 +319,17 @@ def attribute(model: nn.Module, inputs: dict[str, Tensor], method: str = "ig",
     shares = totals / totals.sum(1, keepdim=True).clamp_min(1e-12)
     return Attribution(method, tuple(mods), {m: kinds[m] for m in mods}, maps, target.cpu(), logits.cpu(),
                        shares, {m: raw[m].cpu() for m in token_mods}, notes)
+
+
+def token_scores(attr: Attribution, modality: str, i: int) -> list[tuple[str, float]]:
+    """``[(character, score), ...]`` for sample ``i`` of a text modality, pads dropped: each score
+    sits on the character token it explains."""
+    from kdcore.data.text import PAD, decode
+
+    ids = attr.tokens[modality][i]
+    keep = ids != PAD
+    chars = [decode(t[None]) or "?" for t in ids[keep]]
+    return list(zip(chars, attr.maps[modality][i][keep].tolist()))
 
 
 def attribute_batches(model: nn.Module, inputs: dict[str, Tensor], method: str, target: Tensor | None,
