@@ -97,6 +97,23 @@ def _extra_columns(phases: dict) -> list[tuple[str, str]]:
     return cols
 
 
+def _efficiency_lines(phases: dict) -> list[str]:
+    """Efficiency columns (kdcore.engine.efficiency): FLOPs, CPU latency, size, compression, speed-up."""
+    rows = {n: r for n, r in phases.items() if isinstance(r.get("flops"), (int, float))}
+    if not rows:
+        return []
+    w = max([10, *map(len, rows)])
+    out = ["", f"{'efficiency':<{w}} {'MFLOPs':>8} {'ms @b1':>8} {'ms/smp @b64':>11} {'size KB':>8} "
+               f"{'compr.':>7} {'speed-up b1':>11} {'b64':>6}"]
+    for n, r in rows.items():
+        out.append(f"{n:<{w}} {r['flops'] / 1e6:8.3f} {r['latency_ms_b1']:8.3f} {r['latency_ms_b64']:11.4f} "
+                   f"{r['size_bytes'] / 1024:8.1f} {r['compression']:6.1f}× {r['speedup_b1']:10.2f}× "
+                   f"{r['speedup_b64']:5.2f}×")
+    out.append("FLOPs per sample (forward, torch.utils.flop_counter); CPU latency = median of repeats; size = "
+               "safetensors bytes; compression and speed-up relative to the teacher.")
+    return out
+
+
 def result_table(result: dict) -> str:
     phases = result["phases"]
     w = max([10, *map(len, phases)])
@@ -121,6 +138,7 @@ def result_table(result: dict) -> str:
         verdict = "KD helped" if g > 0 else ("KD hurt" if g < 0 else "no change")
         lines.append(f"KD gain (kd − baseline, test): {g:+.2f} points — {verdict} (single seed)")
     lines.append("Accuracy = test split, checkpoint with the best validation accuracy of each phase.")
+    lines += _efficiency_lines(phases)
     if result.get("teacher_cache"):
         lines.append(f"teacher cache: {result['teacher_cache']}")
     return "\n".join(lines)
@@ -143,6 +161,13 @@ def _run(args) -> int:
     spec = spec_from_args(args)
     if spec.train.threads:
         torch.set_num_threads(spec.train.threads)
+    from kdcore.engine import distributed as dist
+
+    dist.init_from_env(spec.train.device)  # under torchrun: process group; only rank 0 logs and saves
+    if not dist.is_main():
+        code = 0 if Experiment(spec).run().status == "finished" else 1
+        dist.shutdown()
+        return code
     subs = [] if args.quiet else [ProgressPrinter()]
     from kdcore.store.registry import default_root
 
@@ -150,6 +175,9 @@ def _run(args) -> int:
     t0 = time.time()
     result = exp.run().to_dict()
     result["wall_seconds"] = round(time.time() - t0, 2)
+    if dist.active():
+        result["world_size"] = dist.world_size()
+        dist.shutdown()
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -274,6 +302,22 @@ def _register_store_commands() -> None:
 
 
 _register_store_commands()
+
+
+# ---- bench (kdcore/bench.py) -------------------------------------------------------------
+def _bench_args(p):
+    from kdcore.bench import bench_args
+
+    bench_args(p)
+
+
+def _bench(args) -> int:
+    from kdcore.bench import bench_run
+
+    return bench_run(args)
+
+
+command("bench", "engine vs a hand-written PyTorch loop, cached KD vs student-only (samples/s)")((_bench_args, _bench))
 
 
 def build_parser() -> argparse.ArgumentParser:

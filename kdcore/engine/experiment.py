@@ -97,10 +97,11 @@ class Experiment:
         self.epoch_callbacks: list[Callable[["Experiment", str, int, nn.Module], None]] = []
         # called after every phase: fn(experiment, phase, model) -> extra metrics for that phase
         # (missing-modality accuracy here; robust accuracy / pruning from kdcore.engine.phases)
+        from kdcore.engine.efficiency import efficiency_metrics
         from kdcore.engine.missing import missing_modality_metrics
 
         self.after_phase: list[Callable[["Experiment", str, nn.Module], dict[str, float]]] = [
-            missing_modality_metrics]
+            missing_modality_metrics, efficiency_metrics]  # efficiency: FLOPs, latency, size, speed-up
         self.phase_extra: dict[str, dict[str, float]] = {}  # extra metrics per phase, merged in the result
 
     # ---- events ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -17,6 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from kdcore.data.base import Split, TensorData
+from kdcore.engine import distributed as dist
+from kdcore.engine import fastpath
 from kdcore.engine.cache import TeacherCache
 from kdcore.engine.evaluate import attention_by_class, evaluate
 from kdcore.engine.events import AttentionSnapshot, EpochMetrics, Event, PhaseStarted, StepLosses
@@ -83,18 +86,19 @@ class PhaseRun:
 
 
 def make_optimizer(params: list[nn.Parameter], train: TrainSpec, lr: float) -> torch.optim.Optimizer:
+    kw = fastpath.fused_optimizer_kwargs(params)  # one fused kernel on CUDA
     if train.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=train.momentum, weight_decay=train.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=train.momentum, weight_decay=train.weight_decay, **kw)
     if train.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=train.weight_decay)
-    return torch.optim.Adam(params, lr=lr, weight_decay=train.weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=train.weight_decay, **kw)
+    return torch.optim.Adam(params, lr=lr, weight_decay=train.weight_decay, **kw)
 
 
 def teacher_output(cfg: PhaseConfig, batch_inputs: dict[str, Tensor], rows: Tensor) -> ModelOutput | None:
     if cfg.teacher is None:
         return None
     if cfg.teacher_cache is not None and cfg.teacher_cache.enabled:
-        return cfg.teacher_cache.get(rows.to(cfg.teacher_cache.output.logits.device))
+        return cfg.teacher_cache.get(rows, batch_inputs)  # lazy: gathers only the fields a loss reads
     with torch.no_grad():
         return cfg.teacher({m: batch_inputs[m] for m in cfg.teacher_modalities})
 
@@ -107,7 +111,9 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
     extra = [p for mod in (*cfg.losses.values(), cfg.weighting, cfg.schedule) for p in mod.parameters()]
     opt = make_optimizer(trainable + extra, train, cfg.lr)
     n, bs = len(tr), min(train.batch_size, len(tr))
-    steps_per_epoch = (n + bs - 1) // bs
+    if dist.active():  # torchrun: batch_size is the global batch, each rank takes its share
+        bs = dist.local_batch_size(bs)
+    steps_per_epoch = (-(-n // dist.world_size()) + bs - 1) // bs
     total_steps = max(1, cfg.epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     cache_note = cfg.teacher_cache.describe() if (cfg.teacher is not None and cfg.teacher_cache) else ""
@@ -117,6 +123,12 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
     order_gen = torch.Generator().manual_seed(cfg.seed + 12345)
     torch.manual_seed(cfg.seed + 777)
     all_mods = sorted(set(cfg.modalities) | set(cfg.teacher_modalities))
+    precision = getattr(train, "precision", "fp32")
+    channels_last = fastpath.use_channels_last(device, precision)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    source = fastpath.BatchSource(tr, all_mods, device, channels_last=channels_last)  # gathered once
+    forward = fastpath.step_module(dist.wrap(model, device), device, getattr(train, "compile", False))
     state = PhaseRun(cfg)
     best_acc, best_epoch, best_state = -1.0, 0, None
     history: list[dict] = []
@@ -134,20 +146,22 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
         for mod in cfg.losses.values():
             mod.train()
         state.epoch = epoch
-        perm = torch.randperm(n, generator=order_gen)
+        perm = source.rows_on_device(dist.shard(torch.randperm(n, generator=order_gen)))
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
-        for start in range(0, n, bs):
+        for start in range(0, len(perm), bs):
             if should_stop():
                 raise StopRequested()
             rows = perm[start : start + bs]
-            batch = tr.batch(rows, all_mods).to(device, non_blocking=True)
+            batch = source.batch(rows)
             state.progress = state.step / total_steps
             t_out = teacher_output(cfg, batch.inputs, rows)
             s_inputs = {m: batch.inputs[m] for m in cfg.modalities}
             if cfg.transform_inputs is not None:
                 s_inputs = cfg.transform_inputs(state, s_inputs, batch.labels)
-            s_out = model(s_inputs)
+            amp = fastpath.autocast(device, precision)
+            amp.__enter__()
+            s_out = forward(s_inputs)
             temperature = cfg.schedule.value(state.progress)
             sw = cfg.weighting.sample_weights(s_out, t_out, batch.labels, temperature)
             ctx = StepContext(labels=batch.labels, epoch=epoch, total_epochs=cfg.epochs, step=state.step,
@@ -165,27 +179,37 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
                     terms[term] = value
                     owner[term] = name
             total, eff_w = cfg.weighting.combine(terms, owner)
-            if not torch.isfinite(total):
-                bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+            amp.__exit__(None, None, None)
+            # one device→host transfer per step for the divergence check and the StepLosses values
+            t_is_tensor = isinstance(temperature, Tensor)
+            vals = dist.mean_across(torch.stack(
+                [total.detach().float(), *(v.detach().float() for v in terms.values()),
+                 *((temperature.detach().float(),) if t_is_tensor else ())])).tolist()
+            if not math.isfinite(vals[0]):
+                bad = [k for k, v in zip(terms, vals[1:]) if not math.isfinite(v)]
                 raise Diverged(cfg.name, state.step,
-                               f"loss became {float(total)} at step {state.step} of phase {cfg.name} "
+                               f"loss became {vals[0]} at step {state.step} of phase {cfg.name} "
                                f"(non-finite terms: {', '.join(bad) or 'total'}); try a lower learning rate")
             opt.zero_grad(set_to_none=True)
             total.backward()
+            dist.sync_grads(extra)
             opt.step()
             sched.step()
             if cfg.after_step is not None:
                 cfg.after_step(state)
             loss_sum += total.detach() * len(rows)
             correct += (s_out.logits.detach().argmax(1) == batch.labels).sum()
-            emit(StepLosses(cfg.name, epoch, state.step, float(total.detach()),
-                            {k: float(v) for k, v in terms.items()}, eff_w,
-                            None if cfg.teacher is None else float(temperature),
+            emit(StepLosses(cfg.name, epoch, state.step, vals[0], dict(zip(terms, vals[1:])), eff_w,
+                            None if cfg.teacher is None else (vals[-1] if t_is_tensor else float(temperature)),
                             opt.param_groups[0]["lr"]))
             state.step += 1
         ev = evaluate(model, va, cfg.modalities, device=device)
         extra_metrics = cfg.after_epoch(state, epoch) if cfg.after_epoch is not None else {}
-        m = EpochMetrics(cfg.name, epoch + 1, float(loss_sum) / n, float(correct) / n, ev.loss, ev.acc,
+        seen = float(len(perm))
+        if dist.active():  # train loss / accuracy over every rank's samples
+            loss_sum, correct, seen = dist.sum_across(torch.stack(
+                [loss_sum.float(), correct.float(), torch.tensor(seen, device=device)])).tolist()
+        m = EpochMetrics(cfg.name, epoch + 1, float(loss_sum) / seen, float(correct) / seen, ev.loss, ev.acc,
                          time.time() - t0, extra_metrics)
         history.append(m.to_dict())
         emit(m)
