@@ -55,7 +55,10 @@ class Form:
     def mark(self, section: str, *fields: str) -> None:
         self.covered[section].update(fields)
 
-    def json_params(self, path: str, label: str, value: dict, section: str, help_: str = "") -> dict | None:
+    def json_params(self, path: str, label: str, value: dict, section: str, allowed: dict | None = None) -> dict | None:
+        """A JSON text box for a parameter mapping; ``allowed`` (the method's defaults) names the keys
+        it accepts, so a typo is reported here rather than when the run starts."""
+        help_ = f"defaults: {json.dumps(allowed, default=str)}" if allowed is not None else ""
         raw = st.text_input(label, value=json.dumps(value) if value else "{}", key=self.key(path), help=help_)
         try:
             parsed = yaml.safe_load(raw) if raw.strip() else {}
@@ -64,6 +67,11 @@ class Form:
         if not isinstance(parsed, dict):
             self.error(section, f"{path}: not a mapping; write it as JSON, e.g. {{\"end\": 1.0}}")
             return None
+        if allowed is not None:
+            unknown = sorted(set(parsed) - set(allowed))
+            if unknown:
+                self.error(section, f"{path}: unknown parameter(s) {unknown}; allowed: {', '.join(allowed) or 'none'}")
+                return None
         return parsed
 
     def other_fields(self, section: str) -> None:
@@ -204,7 +212,7 @@ def distill_group(f: Form) -> None:
         params = c2.columns(1)[0]
         with params:
             p = f.json_params(f"distill.losses.{n}.params", f"{n} parameters", cur.get("params") or {}, "distill",
-                              help_=f"defaults: {json.dumps(cls.defaults, default=str)}")
+                              allowed=cls.defaults)
         losses[n] = {"weight": float(w), "params": p if p is not None else cur.get("params", {})}
     d["losses"] = losses
     c1, c2, c3 = st.columns(3)
@@ -220,13 +228,12 @@ def distill_group(f: Form) -> None:
     c1, c2 = st.columns(2)
     with c1:
         p = f.json_params("distill.weighting_params", "weighting parameters", d["weighting_params"], "distill",
-                          help_=f"defaults: {json.dumps(WEIGHTINGS[d['weighting']].defaults, default=str)}")
+                          allowed=WEIGHTINGS[d["weighting"]].defaults)
         if p is not None:
             d["weighting_params"] = p
     with c2:
         p = f.json_params("distill.temperature_params", "schedule parameters", d["temperature_params"], "distill",
-                          help_=f"defaults: "
-                                f"{json.dumps(TEMPERATURE_SCHEDULES[d['temperature_schedule']].defaults, default=str)}")
+                          allowed=TEMPERATURE_SCHEDULES[d["temperature_schedule"]].defaults)
         if p is not None:
             d["temperature_params"] = p
     phases = extra_phase_names()

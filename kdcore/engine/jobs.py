@@ -203,8 +203,9 @@ class Job:
         self._resume = threading.Event()
         self._resume.set()  # set = not paused
         self._buffers: dict[str, DecimatingBuffer] = {}
-        self._phase_order: list[str] = []
-        self._clocks: dict[str, _PhaseClock] = {}
+        # the phases the experiment will run (confirmed by its RunStarted event), pending until they start
+        self._phase_order: list[str] = ["teacher", "baseline", "kd", *spec.distill.extra_phases]
+        self._clocks: dict[str, _PhaseClock] = {p: _PhaseClock(p) for p in self._phase_order}
         self._current: str | None = None
         self._event_count = 0
         self._last_event_t: float | None = None
