@@ -55,11 +55,22 @@ def list_runs(root: str | Path) -> list[Path]:
     return sorted(runs, key=lambda p: p.name, reverse=True)
 
 
-def load_models(spec: ExperimentSpec, data: TensorData, run_dir: Path | None) -> tuple[dict[str, nn.Module], list[str]]:
+def checkpoint_key(run_dir: str | Path | None) -> tuple:
+    """Names and modification times of a run folder's checkpoints (changes when a phase ends)."""
+    if run_dir is None or not (Path(run_dir) / "checkpoints").is_dir():
+        return ()
+    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in (Path(run_dir) / "checkpoints").glob("*.safetensors")
+                        if p.stem != "resume"))
+
+
+def load_models(spec: ExperimentSpec, data: TensorData,
+                run_dir: Path | None) -> tuple[dict[str, nn.Module], list[str]]:
     models: dict[str, nn.Module] = {}
     notes: list[str] = []
     ck_dir = run_dir / "checkpoints" if run_dir is not None else None
-    files = {p.stem: p for p in ck_dir.glob("*.safetensors")} if ck_dir is not None and ck_dir.is_dir() else {}
+    allowed = {*PHASE_ORDER, *spec.distill.extra_phases}  # not resume.safetensors and other files
+    files = ({p.stem: p for p in ck_dir.glob("*.safetensors") if p.stem in allowed}
+             if ck_dir is not None and ck_dir.is_dir() else {})
     if "teacher" not in files and spec.teacher.checkpoint:
         files["teacher"] = Path(spec.teacher.checkpoint)
     order = [p for p in PHASE_ORDER if p in files] + sorted(p for p in files if p not in PHASE_ORDER)

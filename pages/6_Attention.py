@@ -1,0 +1,230 @@
+"""Attention: where the attention fusion of teacher and student looks — the modality weights α per
+class and epoch (live while a run trains), per sample, and as one modality gets noisier or is removed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+
+from kdcore.data import DATASETS
+from kdcore.engine.jobs import runs_dir
+from kdcore.explain.attention import alpha_on_split, attention_history, noise_sweep, removal_sweep
+from kdcore.explain.runs import LoadedRun, RunError, checkpoint_key, from_job, list_runs, load_run
+from kdcore.store.folder import read_events
+from kdcore.viz.attention import (alpha_epochs_figure, alpha_heatmaps, alpha_mean_lines, removal_figure,
+                                  robustness_figure, sample_alpha_bars)
+from ui import state
+
+st.set_page_config(page_title="KD Lab · Attention", page_icon="🧪", layout="wide")
+state.init()
+ss = st.session_state
+st.title("Attention")
+st.caption("The attention fusion weighs each modality per sample: α = softmax over the modalities present, "
+           "so α sums to 1 for every sample. Heatmaps show the mean α per true class (validation split, "
+           "recorded after every epoch); the views below evaluate the best checkpoints on the test split.")
+
+
+# ---- which run ---------------------------------------------------------------------------
+def sources() -> dict[str, str]:
+    opts: dict[str, str] = {}
+    job_dirs = set()
+    for j in sorted(state.get_manager().jobs(), key=lambda j: j.created, reverse=True):
+        snap = j.snapshot()
+        opts[f"job:{j.id}"] = f"▶ job {snap.name} · {j.id} · {snap.state_label}"
+        if snap.run_dir:
+            job_dirs.add(str(Path(snap.run_dir).resolve()))
+    for p in list_runs(runs_dir()):
+        if str(p.resolve()) not in job_dirs:
+            opts[f"dir:{p}"] = f"📁 {p.name}" + ("" if (p / "result.json").is_file() else " (unfinished)")
+    return opts
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the run's checkpoints…")
+def cached_run(run_dir: str, key: tuple) -> LoadedRun:
+    return load_run(run_dir)
+
+
+opts = sources()
+if not opts:
+    st.info("No run yet. Start one on the home page or the Train page; this page follows it live.")
+    st.page_link("pages/2_Train.py", label="Go to Train")
+    st.stop()
+cur = state.current_job()
+default = f"job:{cur.id}" if cur is not None and f"job:{cur.id}" in opts else next(iter(opts))
+choice = st.selectbox("run", list(opts), index=list(opts).index(ss.get("att-run", default))
+                      if ss.get("att-run", default) in opts else 0, format_func=opts.get, key="att-run",
+                      help="A job of this server (live while it trains) or a run folder on disk.")
+
+job = state.get_manager().get(choice[4:]) if choice.startswith("job:") else None
+run_dir = (job.snapshot().run_dir if job is not None else choice[4:])
+live = job is not None and not job.done
+
+
+def current_events() -> tuple[list[dict], bool]:
+    """(events, still running) — from the job's live buffers or the folder's metrics.jsonl."""
+    if job is not None:
+        snap = job.snapshot()
+        evs = sorted((e for v in snap.events.values() for e in v), key=lambda e: e.get("t", 0.0))
+        return evs, not snap.done
+    return read_events(run_dir), not (Path(run_dir) / "result.json").is_file()
+
+
+def current_run() -> LoadedRun | None:
+    if run_dir is None:
+        return None
+    try:
+        if job is not None and job.done and job.models:
+            return from_job(job)
+        return cached_run(str(run_dir), checkpoint_key(run_dir))
+    except RunError as exc:
+        st.error(str(exc))
+        return None
+
+
+# ---- live: α per class and epoch -------------------------------------------------------------
+@st.fragment(run_every=2.0 if live else None)
+def live_view() -> None:
+    events, running = current_events()
+    hist = attention_history(events)
+    if job is not None and ss.get("att-was-live") and not running:
+        ss["att-was-live"] = False
+        st.rerun()  # the job ended: one full rerun stops the polling and loads the checkpoints
+    ss["att-was-live"] = running
+    if not hist:
+        st.info("No attention snapshot yet: they arrive after every epoch of a model with attention fusion."
+                if running else "This run recorded no attention snapshots (its models do not use attention fusion).")
+        return
+    class_names = None
+    phases = list(hist)
+    students = [p for p in phases if p != "teacher"]
+    c1, c2, c3 = st.columns([1, 1, 2])
+    student = c1.selectbox("student phase", students or phases, key="att-student",
+                           index=(students or phases).index("kd") if "kd" in (students or phases) else 0)
+    snaps = hist.get(student, [])
+    follow = c2.toggle("follow the latest epoch", value=True, key="att-follow",
+                       help="Off: pick an epoch with the slider.")
+    epochs = [s["epoch"] for s in snaps]
+    if not epochs:
+        st.info(f"{student}: no epoch finished yet.")
+        return
+    if follow or len(epochs) == 1:
+        epoch = epochs[-1]
+        c3.markdown(f"epoch **{epoch}** of {student}" + (" — live" if running else ""))
+    else:
+        epoch = c3.select_slider("epoch", options=epochs, value=epochs[-1], key="att-epoch")
+    snap = next(s for s in snaps if s["epoch"] == epoch)
+    panels = {}
+    if "teacher" in hist and student != "teacher":
+        t = hist["teacher"][-1]
+        panels[f"teacher (epoch {t['epoch']}, final)"] = t
+    panels[f"{student} (epoch {epoch})"] = snap
+    st.plotly_chart(alpha_heatmaps(panels, class_names, uirevision=f"att-heat-{choice}"), key="att-heatmap")
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(alpha_epochs_figure(snaps, class_names, title=f"{student}: α per class over epochs",
+                                            uirevision=f"att-frames-{choice}-{student}"), key="att-frames")
+    with right:
+        st.plotly_chart(alpha_mean_lines(hist, uirevision=f"att-lines-{choice}"), key="att-lines")
+
+
+live_view()
+
+# ---- the finished phases' models -----------------------------------------------------------------
+run = current_run()
+if run is None or not run.models:
+    st.info("The per-sample and robustness views need a finished phase (its best checkpoint); "
+            "they appear here when the teacher has finished.")
+    st.stop()
+with_attention = {p: m for p, m in run.models.items() if getattr(m, "fusion_type", "") == "attention"}
+if not with_attention:
+    st.info("None of this run's models uses attention fusion, so there is no α to inspect.")
+    st.stop()
+for n in run.notes:
+    st.caption(f"note: {n}")
+test = run.data.split("test")
+models = list(with_attention)
+
+# ---- per sample ---------------------------------------------------------------------------------------
+st.header("One sample")
+c1, c2 = st.columns([1, 3])
+pos = int(c1.number_input("test sample", min_value=0, max_value=len(test) - 1, value=0, step=1, key="att-sample",
+                          help=f"position in the test split (0–{len(test) - 1})"))
+idx = int(test.indices[pos])
+label = run.data.class_names[int(run.data.labels[idx])]
+alphas, preds = {}, {}
+rows = torch.tensor([pos])
+for phase in models:
+    stats = alpha_on_split(with_attention[phase], test, run.modalities(phase), rows=rows)
+    alphas[phase] = {m: float(v) for m, v in zip(stats.modalities, stats.alpha[0]) if m in run.modalities(phase)}
+    preds[phase] = run.data.class_names[int(stats.preds[0])]
+with c2:
+    st.markdown(f"true class **{label}** · " + " · ".join(f"{p} predicts **{v}**" for p, v in preds.items()))
+    if run.data.pairing_note:
+        st.caption(run.data.pairing_note)
+cols = st.columns(4)
+meta = run.data.meta
+kinds = {m: i.kind for m, i in run.data.modalities.items()}
+col = 0
+for m, kind in kinds.items():
+    x = run.data.inputs[m][idx]
+    with cols[col % 3]:
+        if kind == "image":
+            img = x[0].numpy()
+            st.image(np.clip(img, 0, 1), caption=f"{m} (input the models see)", width=160, clamp=True)
+            if "image_clean" in meta:
+                st.image(meta["image_clean"][idx, 0].numpy(), caption="clean image", width=160, clamp=True)
+        elif kind == "spectrogram":
+            spec_img = x[0].numpy()
+            spec_img = (spec_img - spec_img.min()) / max(1e-6, float(spec_img.max() - spec_img.min()))
+            st.image(np.flipud(spec_img), caption=f"{m}: log-mel spectrogram (low frequencies at the bottom)",
+                     width=220, clamp=True)
+            if "audio_waves" in meta:
+                wave = meta["audio_waves"][int(meta["audio_clip"][idx])].astype(np.float32) / 32767.0
+                st.audio(wave, sample_rate=int(meta["audio_sample_rate"]))
+        elif kind == "tokens":
+            text = meta.get("texts", [None] * (idx + 1))[idx]
+            st.markdown(f"**{m}**")
+            st.code(text if text is not None else "(not stored)", language=None)
+        else:
+            st.markdown(f"**{m}**: {x.numel()} features (vector view)")
+    col += 1
+with cols[3]:
+    st.plotly_chart(sample_alpha_bars(alphas, preds, uirevision=f"att-sample-{choice}"), key="att-sample-bars")
+
+# ---- robustness -------------------------------------------------------------------------------------
+st.header("Robustness")
+st.caption("Evaluated on the fly on the test split with the best checkpoints. When one modality gets noisier "
+           "the attention should move to the clean ones; removing a modality shows what the rest carry.")
+removal_key = (choice, tuple(models), checkpoint_key(run_dir))
+if ss.get("att-removal-result", {}).get("key") != removal_key:
+    with st.spinner("Evaluating with each modality removed…"):
+        ss["att-removal-result"] = {"key": removal_key, "rows": removal_sweep(
+            with_attention, test, {p: run.modalities(p) for p in models})}
+st.plotly_chart(removal_figure(ss["att-removal-result"]["rows"], uirevision=f"att-removal-{choice}"),
+                key="att-removal")
+
+knobs = DATASETS[run.spec.data.dataset].noise_knobs()
+if knobs:
+    c1, c2, c3 = st.columns([2, 2, 1])
+    knob = c1.selectbox("noise knob", list(knobs), key="att-knob",
+                        format_func=lambda k: f"{k} — {knobs[k][2]}")
+    lo, hi, _ = knobs[knob]
+    cur_level = float(run.spec.data.noise.get(knob, lo))
+    span = c2.slider("levels from … to", min_value=float(lo), max_value=float(hi),
+                     value=(float(lo), float(min(hi, max(cur_level * 3, lo + (hi - lo) / 2)))), key="att-span",
+                     help=f"allowed range [{lo}, {hi}]; the run trained at {knob} = {cur_level:g}")
+    points = int(c3.number_input("points", min_value=2, max_value=8, value=4, key="att-points"))
+    levels = [round(float(v), 4) for v in np.linspace(span[0], span[1], points)]
+    if st.button(f"Evaluate α and accuracy at {', '.join(f'{v:g}' for v in levels)}", key="att-sweep"):
+        bar = st.progress(0.0, text="rebuilding the test data at each noise level…")
+        rows_ = noise_sweep(with_attention, run.spec.data, knob, levels, {p: run.modalities(p) for p in models},
+                            progress=lambda f: bar.progress(f, text=f"{int(100 * f)}% of the levels done"))
+        bar.empty()
+        ss["att-sweep-result"] = {"key": (choice, knob, tuple(levels), tuple(models)), "rows": rows_, "knob": knob}
+    res = ss.get("att-sweep-result")
+    if res and res["key"][0] == choice:
+        st.plotly_chart(robustness_figure(res["rows"], res["knob"], uirevision=f"att-robust-{choice}"),
+                        key="att-robustness")
