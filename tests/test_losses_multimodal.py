@@ -170,3 +170,11 @@ def test_aux_kd_one_term_per_task_each_hinton_kd():
 def test_aux_kd_without_tasks_says_how_to_enable_them():
     with pytest.raises(ValueError, match="set data.aux_tasks .*parity"):
         build("aux_kd", out(("image",), 8), out(("image",), 8))
+
+
+def test_attention_kd_skips_a_modality_the_student_dropped_for_that_sample():
+    a_t = torch.tensor([[0.2, 0.3, 0.5], [0.2, 0.3, 0.5]])
+    a_s = torch.tensor([[0.0, 0.4, 0.6], [0.1, 0.3, 0.6]])  # sample 0: image dropped (α = 0)
+    row0 = (0.3 / 0.8) * math.log((0.3 / 0.8) / 0.4) + (0.5 / 0.8) * math.log((0.5 / 0.8) / 0.6)
+    row1 = 0.2 * math.log(0.2 / 0.1) + 0.3 * math.log(0.3 / 0.3) + 0.5 * math.log(0.5 / 0.6)
+    assert LF.modality_attention_kl(a_s, a_t).item() == pytest.approx((row0 + row1) / 2, rel=1e-5)

@@ -246,13 +246,16 @@ def modality_attention_kl(student_alpha: Tensor, teacher_alpha: Tensor, eps: flo
                           sample_weight: Tensor | None = None) -> Tensor:
     """KL(ᾱ_T ‖ ᾱ_S) between modality-attention distributions over the shared modalities.
 
-    Both inputs are [B, M] restricted to the same shared modalities (same column order); each row is
-    renormalised to sum to 1 (ᾱ = α / Σ_shared α), then L = (1/B) Σ_i Σ_m ᾱ_T,im log(ᾱ_T,im / ᾱ_S,im)
-    (0 log 0 = 0; ᾱ_S is clamped at ε inside the log). Rows where the teacher puts no mass on the shared
-    modalities contribute 0.
+    Both inputs are [B, M] restricted to the same shared modalities (same column order). A modality
+    absent for a sample on either side (α exactly 0: masked out of the softmax, e.g. by modality dropout)
+    is dropped for that sample; each row is renormalised to sum to 1 over the rest
+    (ᾱ = α / Σ α over the modalities both see), then L = (1/B) Σ_i Σ_m ᾱ_T,im log(ᾱ_T,im / ᾱ_S,im)
+    (0 log 0 = 0; ᾱ_S is clamped at ε inside the log). Rows with nothing in common contribute 0.
     """
-    mass_t = teacher_alpha.sum(1, keepdim=True)
-    a_t = teacher_alpha / mass_t.clamp_min(eps)
+    both = (student_alpha > 0) & (teacher_alpha > 0)
+    teacher_alpha = teacher_alpha * both
+    student_alpha = student_alpha * both
+    a_t = teacher_alpha / teacher_alpha.sum(1, keepdim=True).clamp_min(eps)
     log_a_s = torch.log(student_alpha.clamp_min(eps)) - torch.log(student_alpha.sum(1, keepdim=True).clamp_min(eps))
     per = (torch.xlogy(a_t, a_t) - a_t * log_a_s).sum(1)
     return weighted_mean(per, sample_weight)

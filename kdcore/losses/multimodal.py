@@ -38,6 +38,9 @@ class ModalityAttentionKD(DistillLoss):
         ᾱ = α / Σ_{m ∈ shared} α_m  (renormalised over the modalities both networks see),
         L = (1/B) Σ_i Σ_{m ∈ shared} ᾱ_T,im · log(ᾱ_T,im / ᾱ_S,im)
 
+    Per sample, a modality absent on either side (α = 0, e.g. dropped by modality dropout) is left out
+    before renormalising, so the student is not pushed towards attention on what it cannot see.
+
     Not applicable — the term is a constant 0 and ``note`` says why — when either network has no
     modality attention (concat or mean fusion) or they share fewer than two modalities (a
     distribution over one modality is always [1])."""
