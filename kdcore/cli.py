@@ -225,13 +225,18 @@ def _methods(args) -> int:
              for n, c in WEIGHTINGS.items()]
     rows += [{"name": n, "kind": "temperature", "summary": c.summary, "defaults": c.defaults}
              for n, c in TEMPERATURE_SCHEDULES.items()]
+    from kdcore.engine.phases import PHASE_PARAMS, PHASE_SUMMARY
+
+    rows += [{"name": n, "kind": "phase", "summary": PHASE_SUMMARY[n], "defaults": PHASE_PARAMS[n]}
+             for n in PHASE_PARAMS]
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
     else:
+        width = max(len(r["name"]) for r in rows)
         for r in rows:
             extra = f" weight {r['default_weight']}" if "default_weight" in r else ""
             params = ", ".join(f"{k}={v}" for k, v in r["defaults"].items())
-            print(f"{r['kind']:<11} {r['name']:<16} {r['summary']}  [{params}{extra}]")
+            print(f"{r['kind']:<11} {r['name']:<{width}} {r['summary']}  [{params}{extra}]")
     return 0
 
 
