@@ -68,18 +68,13 @@ def live(job_id: str) -> None:
     c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
     c1.markdown(f"**{snap.name}** — status: **{snap.state_label}**"
                 + (f" · run folder `{snap.run_dir}`" if snap.run_dir else ""))
-    if not snap.done:
+    if not snap.done:  # callbacks act before the rerun, so the rerun already shows the new state
         if snap.status == "running":
             if snap.paused:
-                if c2.button("▶ Resume", key="train-resume"):
-                    j.resume()
-                    st.rerun(scope="fragment")
-            elif c2.button("⏸ Pause", key="train-pause"):
-                j.pause()
-                st.rerun(scope="fragment")
-        if c3.button("■ Stop", key="train-stop"):
-            j.stop()
-            st.rerun(scope="fragment")
+                c2.button("▶ Resume", key="train-resume", on_click=j.resume)
+            else:
+                c2.button("⏸ Pause", key="train-pause", on_click=j.pause)
+        c3.button("■ Stop", key="train-stop", on_click=j.stop)
     if snap.status == "queued":
         st.info(f"Waiting in the queue at position {snap.queue_position} "
                 f"({len(manager.running())} job(s) running, cap {manager.max_concurrent}).")
