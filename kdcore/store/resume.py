@@ -133,7 +133,12 @@ def read_resume(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     from safetensors import safe_open
 
     path = Path(path)
-    tensors = load_state(path)  # refuses pickle, explains truncation / corruption
+    try:
+        tensors = load_state(path)  # refuses pickle, explains truncation / corruption
+    except ResumeError:
+        raise
+    except CheckpointError as exc:
+        raise ResumeError(f"cannot resume from {path.parent.parent.name}: {exc}") from None
     try:
         with safe_open(str(path), framework="pt") as fh:
             raw = (fh.metadata() or {}).get("kdlab_resume")

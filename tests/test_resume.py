@@ -1,0 +1,155 @@
+"""Resume: per-epoch checkpoints let an interrupted run finish with the same numbers as an
+uninterrupted one; a CLI run killed with SIGKILL mid-phase is shown interrupted and resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers_store import accuracies, tiny_spec
+
+from kdcore.engine.experiment import Experiment
+from kdcore.store.checkpoints import load_state
+from kdcore.store.registry import open_registry
+from kdcore.store.resume import ResumeError, read_resume, resume
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Interrupt(BaseException):
+    """Stands for the process dying: not an Exception, so the experiment does not catch it."""
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run every resumed run must reproduce."""
+    root = tmp_path_factory.mktemp("ref")
+    res = Experiment(tiny_spec("resume-me"), run_root=root).run()
+    assert res.status == "finished"
+    return res.to_dict()
+
+
+@pytest.mark.parametrize("phase,epoch", [("teacher", 2), ("baseline", 1), ("baseline", 3), ("kd", 2), ("kd", 4)])
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, reference, phase, epoch):
+    exp = Experiment(tiny_spec("resume-me"), run_root=tmp_path)
+
+    def die(_exp, ph, ep, _model):
+        if (ph, ep) == (phase, epoch):
+            raise Interrupt()
+
+    exp.epoch_callbacks.append(die)
+    with pytest.raises(Interrupt):
+        exp.run()
+    reg = open_registry(tmp_path)
+    assert reg.get(exp.run_id).status == "interrupted"
+    res = resume(exp.run_id, tmp_path)
+    assert res.status == "finished", res.message
+    # CPU, same threads: the continuation is exact, not just close
+    assert accuracies(res.to_dict()) == accuracies(reference)
+    rec = reg.get(exp.run_id)
+    assert rec.status == "finished" and accuracies(rec.result) == accuracies(reference)
+    assert json.loads((exp.run_dir / "result.json").read_text())["status"] == "finished"
+
+
+def test_finished_phases_are_loaded_not_retrained(tmp_path, reference):
+    from kdcore.store.resume import prepare_resume
+
+    exp = Experiment(tiny_spec("resume-me"), run_root=tmp_path)
+    exp.epoch_callbacks.append(lambda e, ph, ep, m: (_ for _ in ()).throw(Interrupt()) if ph == "kd" else None)
+    with pytest.raises(Interrupt):
+        exp.run()
+    seen = []
+    again = prepare_resume(exp.run_id, tmp_path, [lambda ev: seen.append(ev)])
+    res = again.run()
+    assert again.resumer.loaded == ["teacher", "baseline"]
+    started = [ev.phase for ev in seen if ev.kind == "PhaseStarted"]
+    assert started == ["kd"]  # teacher and baseline were not trained again
+    assert accuracies(res.to_dict()) == accuracies(reference)
+
+
+def test_stopped_run_resumes_and_finished_run_does_not(tmp_path, reference):
+    import threading
+
+    stop = threading.Event()
+    exp = Experiment(tiny_spec("resume-me"), run_root=tmp_path, stop_event=stop)
+    exp.epoch_callbacks.append(lambda e, ph, ep, m: stop.set() if (ph, ep) == ("baseline", 2) else None)
+    assert exp.run().status == "stopped"
+    reg = open_registry(tmp_path)
+    assert reg.get(exp.run_id).status == "stopped"
+    res = resume(exp.run_id, tmp_path)
+    assert res.status == "finished" and accuracies(res.to_dict()) == accuracies(reference)
+    with pytest.raises(ResumeError, match="already finished"):
+        resume(exp.run_id, tmp_path)
+
+
+_KILLABLE = """
+import sys, time
+from kdcore.engine import experiment as E
+orig = E.Experiment.__init__
+def init(self, *a, **k):
+    orig(self, *a, **k)
+    # hold the process inside kd epoch 2 (after epoch 1's checkpoint) so the test can SIGKILL it there
+    self.epoch_callbacks.append(lambda e, ph, ep, m: time.sleep(600) if (ph, ep) == ("kd", 2) else None)
+E.Experiment.__init__ = init
+from kdcore.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_cli_run_killed_with_sigkill_resumes_via_cli(tmp_path, reference):
+    root = tmp_path / "runs"
+    cfg = tmp_path / "spec.yaml"
+    tiny_spec("resume-me").save(cfg)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KDLAB_RUNS_DIR": str(root)}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLABLE, "run", "--config", str(cfg), "--quiet"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 300
+        log = None
+        while time.time() < deadline:
+            logs = list(root.glob("*/run.log"))
+            if logs and "kd epoch 2" in logs[0].read_text():
+                log = logs[0]
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.2)
+        assert log is not None, "the run never reached kd epoch 2"
+        reg = open_registry(root, recover=False)
+        run_id = log.parent.name
+        assert reg.get(run_id).status == "running"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    # consistent registry: the dead run shows as interrupted (start-up recovery)
+    out = subprocess.run([sys.executable, "-m", "kdcore", "runs", "--json"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    rows = {r["id"]: r for r in json.loads(out.stdout)}
+    assert rows[run_id]["status"] == "interrupted" and rows[run_id]["phase"] == "kd"
+    # loadable checkpoints: finished phases and the mid-phase resume state
+    ck = root / run_id / "checkpoints"
+    for phase in ("teacher", "baseline"):
+        assert load_state(ck / f"{phase}.safetensors")
+    meta, _ = read_resume(ck / "resume.safetensors")
+    assert meta["phase"] == "kd" and meta["epoch"] == 1
+    assert not list(ck.glob("*.tmp"))
+    # resume through the CLI finishes the run with the numbers of an uninterrupted run
+    out = subprocess.run([sys.executable, "-m", "kdcore", "resume", run_id, "--json", "--quiet"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["status"] == "finished"
+    ref = accuracies(reference)
+    got = accuracies(result)
+    assert got.keys() == ref.keys()
+    for k in ref:  # separate processes: allow float noise, same best epochs
+        assert got[k][2] == ref[k][2] and abs(got[k][0] - ref[k][0]) < 1e-6 and abs(got[k][1] - ref[k][1]) < 1e-6
+    assert open_registry(root).get(run_id).status == "finished"
