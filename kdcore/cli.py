@@ -271,7 +271,7 @@ def _explain_args(p):
     p.add_argument("--samples", type=int, default=16, help="fixed probe samples of the split (default 16)")
     p.add_argument("--split", default="test", help="train, val or test (default test)")
     p.add_argument("--steps", type=int, default=32, help="IG steps (default 32)")
-    p.add_argument("--window", type=int, default=3, help="occlusion window (default 3)")
+    p.add_argument("--window", type=int, default=4, help="occlusion window (default 4, stride window // 2)")
     p.add_argument("--baseline", default="zeros", help="zeros or mean (default zeros)")
     p.add_argument("--noise-samples", type=int, default=8, help="SmoothGrad draws (default 8)")
     p.add_argument("--topk", type=float, default=0.1, help="top-k fraction for the overlap (default 0.1)")

@@ -139,7 +139,7 @@ with st.form("attr-form"):
     nsamples = int(c3.number_input("noise samples", 1, 64, 8, key="attr-nsamples", help="SmoothGrad only"))
     nstd = float(c4.number_input("noise σ (× input std)", 0.01, 2.0, 0.15, 0.01, key="attr-nstd",
                                  help="SmoothGrad only"))
-    window = int(c5.number_input("occlusion window", 1, 16, 3, key="attr-window",
+    window = int(c5.number_input("occlusion window", 1, 16, 4, key="attr-window",
                                  help="Occlusion only: square side in pixels / bins, or features; text: one token"))
     submitted = st.form_submit_button("Compute attributions", type="primary")
 

@@ -65,7 +65,7 @@ class AttributionParams:
     baseline: str = "zeros"  # zeros | mean (the reference batch's mean per modality)
     noise_samples: int = 8  # SmoothGrad draws
     noise_std: float = 0.15  # SmoothGrad σ as a fraction of the input's std
-    window: int = 3  # occlusion window side (pixels/bins) or length (features)
+    window: int = 4  # occlusion window side (pixels/bins) or length (features)
     stride: int | None = None  # occlusion stride (default: max(1, window // 2))
     internal_batch_size: int | None = None  # IG / occlusion chunking (memory)
     target: str = "label"  # label (true class) | pred (the model's own prediction)
@@ -285,7 +285,7 @@ def attribute(model: nn.Module, inputs: dict[str, Tensor], method: str = "ig",
                 strides.append(tuple(min(s, d) for d in x.shape[1:]))
         out = Occlusion(fwd).attribute(xs_t, sliding_window_shapes=tuple(windows), strides=tuple(strides),
                                        baselines=base_t, target=target, additional_forward_args=extra,
-                                       perturbations_per_eval=int(params.internal_batch_size or 16))
+                                       perturbations_per_eval=int(params.internal_batch_size or 64))
     else:  # gradcam
         maps: dict[str, Tensor] = {}
         for m, x in zip(mods, xs_t):
