@@ -13,6 +13,11 @@ preset is recomputed. Usage::
     python scripts/sweep_methods.py                      # 3 seeds, both presets, all methods
     python scripts/sweep_methods.py --seeds 5 --presets mfeat-crossmodal --methods kd dkd
     python scripts/sweep_methods.py --quick              # 1 epoch, 1 seed: a smoke test (no docs)
+    python scripts/sweep_methods.py --preset-runs robust sparse   # whole preset runs, 3 seeds each
+
+``--preset-runs`` runs whole presets (teacher → baseline → KD → extra phases) over the seeds with
+``kdcore.engine.sweep.run_sweep`` and adds a section per preset (every phase, robust accuracy,
+sparsity, missing-modality accuracy) to docs/results.md; cached in ``runs/sweep_methods/presets/``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from kdcore.presets import PRESET_DIR, load_preset  # noqa: E402
 from kdcore.spec import ExperimentSpec, LossTerm  # noqa: E402
 
 PRESETS = ["digits-av", "mfeat-crossmodal"]
+# also swept (fewer methods): the mfeat view where plain KD hurts, to see which strategy recovers it
+EXTRA_SWEEP_PRESETS = ["mfeat-mfh"]
 
 # method name → (spec overrides of the KD phase, what it is). Logit methods follow the anchors'
 # weights; feature/relation methods are CE (weight 1) + the method at its anchor default weight
@@ -67,10 +74,22 @@ M: dict[str, tuple[dict[str, Any], str]] = {
     "kd+c2kd-nontarget": ({"losses": {"ce": 0.1, "kd": 0.9}, "weighting": "c2kd",
                            "weighting_params": {"non_target_only": True}},
                           "C2KD filter + non-target classes only"),
+    "c2kd-nontarget-ce1": ({"losses": {"ce": 1.0, "kd": 1.0}, "weighting": "c2kd",
+                            "weighting_params": {"non_target_only": True}},
+                           "C2KD filter + non-target classes only, CE 1 + KD 1"),
     "kd+learnable-T": ({"losses": {"ce": 0.1, "kd": 0.9}, "temperature_schedule": "learnable"},
                        "KD with a learned temperature (init 4)"),
     "kd+cosine-T": ({"losses": {"ce": 0.1, "kd": 0.9}, "temperature_schedule": "cosine",
                      "temperature_params": {"end": 1.0}}, "KD, T cosine 4 → 1"),
+}
+# preset → variants (label, --set overrides) measured by --preset-runs
+PRESET_RUNS: dict[str, list[tuple[str, list[str]]]] = {
+    "mfeat-mfh": [("student on mor", []), ("student on zer", ["student.modalities=[zer]"]),
+                  ("student on fou", ["student.modalities=[fou]"])],
+    "robust": [("ARD", [])],
+    "sparse": [("pruning to 90 %", [])],
+    "multi-teacher": [("7 teachers, confidence-weighted", [])],
+    "multitask": [("parity + ge5 heads", [])],
 }
 STRATEGY_KEYS = ("weighting", "weighting_params", "temperature_schedule", "temperature_params")
 
@@ -200,46 +219,128 @@ def summarize(cache: dict, presets: list[str], seeds: int, methods: list[str]) -
     return "\n".join(lines)
 
 
+def run_presets(names: list[str], seeds: int, cache_dir: Path) -> None:
+    from kdcore.engine.sweep import run_sweep
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        for label, sets in PRESET_RUNS[name]:
+            spec = load_preset(name).with_overrides([*sets, "train.device=cpu"])
+            h = _hash(spec.to_yaml() + str(seeds))
+            f = cache_dir / f"{name}-{h}.json"
+            if f.is_file():
+                continue
+            t0 = time.time()
+            summary = run_sweep(spec, seeds, progress=sys.stdout)
+            summary.update(label=label, sets=sets, preset=name, seconds=round(time.time() - t0, 1))
+            f.write_text(json.dumps(summary, indent=1))
+            print(f"[{name} / {label}] done in {time.time() - t0:.0f}s", flush=True)
+
+
+def presets_section(cache_dir: Path, seeds: int) -> str:
+    if not cache_dir.is_dir():
+        return ""
+    lines = ["## Whole-preset runs", "",
+             f"`python scripts/sweep_methods.py --preset-runs ...`: each preset run end to end over {seeds} seeds "
+             "(seed = data split, noise, initialisation); test accuracy (%) mean ± std per phase; extra columns are "
+             "the phase's robust accuracy under FGSM / PGD, the sparsity reached, and accuracy with a modality "
+             "removed at test time (−m).", ""]
+    order = list(PRESET_RUNS)
+    current = {}
+    for f in sorted(cache_dir.glob("*.json")):  # keep only runs of the presets as they are now
+        r = json.loads(f.read_text())
+        spec = load_preset(r["preset"]).with_overrides([*r["sets"], "train.device=cpu"])
+        if r["seeds"] == seeds and f.stem.endswith(_hash(spec.to_yaml() + str(seeds))):
+            current[(r["preset"], r["label"])] = r
+    for name in order:
+        for label, sets in PRESET_RUNS[name]:
+            r = current.get((name, label))
+            if r is None:
+                continue
+            extras = sorted({k.split(".", 1)[1] for k in r["extra"]} - {"robust_eps", "loaded", "members",
+                                                                          "model_sparsity"})
+            cols = [k for k in ("fgsm_acc", "pgd_acc", "sparsity") if k in extras] + \
+                [k for k in extras if k.startswith("acc_without_")]
+            head = ["phase", "test acc", *[{"fgsm_acc": "FGSM", "pgd_acc": "PGD"}.get(c, c.replace(
+                "acc_without_", "−")) for c in cols]]
+            set_note = f" (`--set {' '.join(sets)}`)" if sets else ""
+            lines += [f"### {name}: {label}{set_note}", ""]
+            eps = [v["mean"] for k, v in r["extra"].items() if k.endswith(".robust_eps")]
+            if eps:
+                lines += [f"Attacks at ε = {eps[0]:g} (L∞, standardised feature units), white-box on each model.", ""]
+            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for phase, ms in r["phases"].items():
+                cells = []
+                for c in cols:
+                    v = r["extra"].get(f"{phase}.{c}")
+                    cells.append(_ms_d(v) if v else "")
+                lines.append(f"| {phase} | {_ms_d(ms)} | " + " | ".join(cells) + " |")
+            if r.get("kd_gain"):
+                g = r["kd_gain"]
+                lines += ["", f"KD gain (kd − baseline): {100 * g['mean']:+.1f} ± {100 * g['std']:.1f} points."]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _ms_d(ms: dict) -> str:
+    return f"{100 * ms['mean']:.1f} ± {100 * ms['std']:.1f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--presets", nargs="+", default=PRESETS)
+    ap.add_argument("--presets", nargs="+", default=PRESETS, choices=PRESETS + EXTRA_SWEEP_PRESETS)
     ap.add_argument("--methods", nargs="+", default=list(M), choices=list(M))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only-seeds", type=int, nargs="+", help="run just these seeds (parallel processes)")
     ap.add_argument("--quick", action="store_true", help="1 epoch, 100 samples, no docs: a smoke test")
     ap.add_argument("--cache-dir", default=str(ROOT / "runs" / "sweep_methods"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
     ap.add_argument("--report-only", action="store_true", help="only rebuild docs/results.md from the cache")
+    ap.add_argument("--preset-runs", nargs="+", choices=list(PRESET_RUNS), metavar="PRESET",
+                    help=f"run whole presets over the seeds instead ({', '.join(PRESET_RUNS)})")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.preset_runs:
+        run_presets(args.preset_runs, args.seeds, Path(args.cache_dir) / "presets")
+        return 0
     cache_dir = Path(args.cache_dir) / ("quick" if args.quick else "")
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache: dict = {}
-    for preset in PRESETS:  # one file per preset, so two presets can run in two processes
-        f = cache_dir / f"{preset}.json"
-        if f.is_file():
+    for preset in PRESETS + EXTRA_SWEEP_PRESETS:  # one file per (preset, seed): they can run in parallel
+        for f in [cache_dir / f"{preset}.json", *sorted(cache_dir.glob(f"{preset}-s*.json"))]:
+            if not f.is_file():
+                continue
             cache.update(json.loads(f.read_text()))
 
-    def saver(preset):
+    def saver(preset, seed):
         def save():
-            f = cache_dir / f"{preset}.json"
+            f = cache_dir / f"{preset}-s{seed}.json"
             tmp = f.with_suffix(".tmp")
-            tmp.write_text(json.dumps({k: v for k, v in cache.items() if k.startswith(preset + "|")}, indent=1))
+            tmp.write_text(json.dumps({f"{preset}|{seed}": cache[f"{preset}|{seed}"]}, indent=1))
             tmp.replace(f)
         return save
 
     methods = ["kd", *[m for m in args.methods if m != "kd"]]  # KD first: every Δ vs KD needs it
     if not args.report_only:
-        for seed in range(1 if args.quick else args.seeds):
+        for seed in (args.only_seeds if args.only_seeds is not None else range(1 if args.quick else args.seeds)):
             for preset in args.presets:
-                run_seed(preset, seed, methods, cache, args.quick, saver(preset))
-    text = summarize(cache, PRESETS if args.report_only else args.presets, 1 if args.quick else args.seeds,
+                run_seed(preset, seed, methods, cache, args.quick, saver(preset, seed))
+    text = summarize(cache, PRESETS + EXTRA_SWEEP_PRESETS if args.report_only else args.presets,
+                     1 if args.quick else args.seeds,
                      methods)
     if args.quick:
         print(text)
         return 0
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text + "\n", encoding="utf-8")
+    text += "\n" + presets_section(Path(args.cache_dir) / "presets", args.seeds)
+    out = Path(args.out)
+    begin, end = "<!-- generated by scripts/sweep_methods.py -->", "<!-- end generated -->"
+    block = f"{begin}\n{text}\n{end}"
+    old = out.read_text(encoding="utf-8") if out.is_file() else ""
+    if begin in old and end in old:  # keep hand-written notes outside the generated block
+        block = old[:old.index(begin)] + block + old[old.index(end) + len(end):]
+    out.write_text(block + ("" if block.endswith("\n") else "\n"), encoding="utf-8")
     print(text)
     return 0
 

@@ -110,6 +110,12 @@ class Experiment:
             sub(event)
 
     def phases(self) -> list[str]:
+        ens = self.spec.distill.ensemble
+        if ens is not None:  # multi-teacher: the member teachers train right after the main one
+            from kdcore.strategies.ensemble import member_phase_name
+
+            members = [member_phase_name(m) for m in ens.members] if self.spec.train.teacher_epochs > 0 else []
+            return ["teacher", *members, "ensemble", "baseline", "kd", *self.spec.distill.extra_phases]
         return ["teacher", "baseline", "kd", *self.spec.distill.extra_phases]
 
     # ---- building blocks ------------------------------------------------------------

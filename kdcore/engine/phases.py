@@ -146,7 +146,7 @@ def build_ard(exp) -> PhaseConfig:
     cfg.transform_inputs = transform
 
     # robust accuracy of the phases that already ran, then of this one and every later one
-    wanted = set(exp.phases())
+    wanted = {"teacher", "baseline", "kd", *spec.distill.extra_phases}
     for name, model in list(exp.models.items()):
         if name in wanted:
             exp.phase_extra.setdefault(name, {}).update(
