@@ -146,9 +146,6 @@ def run_bench(spec, repeats: int = 5, threads: int | None = 1,
     if threads:
         torch.set_num_threads(threads)
     say = progress or (lambda s: None)
-    exp = Experiment(spec)
-    say("setup: loading data, training the teacher briefly, building the teacher cache")
-    exp.setup()
     if spec.distill.losses.keys() - {"ce", "kd"}:
         raise ValueError("bench compares against a hand-written CE + KD loop; use a spec whose "
                          f"distill.losses are ce and kd (got {', '.join(spec.distill.losses)})")
@@ -156,6 +153,9 @@ def run_bench(spec, repeats: int = 5, threads: int | None = 1,
         raise ValueError("bench needs distill.weighting=fixed and distill.temperature_schedule=constant")
     if spec.train.optimizer != "adam" or spec.train.weight_decay:
         raise ValueError("bench's hand-written loop uses Adam without weight decay (train.optimizer=adam)")
+    exp = Experiment(spec)
+    say("setup: loading data, training the teacher briefly, building the teacher cache")
+    exp.setup()
     tr = spec.train
     ce_w = spec.distill.losses["ce"].weight if "ce" in spec.distill.losses else 0.0
     kd_w = spec.distill.losses["kd"].weight if "kd" in spec.distill.losses else 0.0

@@ -94,16 +94,13 @@ class TeacherCache:
         self.note = note
         self._data_inputs = data_inputs
         self._input_refs = {m: data_inputs[m] for m in self.modalities} if data_inputs is not None else {}
+        # the teacher's tensors, listed once (walking the module tree every step would cost ~1 ms)
+        self._tensors = [*teacher.parameters(), *teacher.buffers()] if teacher is not None else []
         self._fingerprint = self._current_fingerprint() if output is not None else None
 
     # ---- validity ---------------------------------------------------------------------------
-    def _teacher_tensors(self) -> list[Tensor]:
-        if self.teacher is None:
-            return []
-        return [*self.teacher.parameters(), *self.teacher.buffers()]
-
     def _current_fingerprint(self) -> tuple:
-        return (_versions(self._teacher_tensors()), _versions(self._input_refs.values()))
+        return (_versions(self._tensors), _versions(self._input_refs.values()))
 
     def stale_reason(self) -> str:
         """Why the cached outputs would be wrong now ("" when they are right)."""

@@ -9,13 +9,14 @@ For each model (teacher and every student phase) this measures
   operations are not counted);
 * ``latency_ms_b1`` — CPU latency of one sample (batch 1), and ``latency_ms_b64`` — CPU time per
   sample at batch 64 (throughput view), each the **median** of several timed forward passes in
-  eval mode after warm-up, on a CPU copy of the model with the current torch thread count;
+  eval mode after warm-up, on a CPU copy of the model, one intra-op thread, measured with the
+  thread's CPU clock (so load from other processes does not inflate it);
 * ``size_bytes`` — the model's size on disk as a safetensors file (bytes of the serialised file);
 
 and for every model relative to the teacher: ``compression`` = teacher params / params and
 ``speedup_b1`` / ``speedup_b64`` = teacher latency / latency (the teacher itself reads 1.0).
 
-Latencies are wall-clock on a possibly shared machine: medians damp noise, they do not remove it.
+CPU-clock medians are robust to other processes, not to frequency scaling or cache contention.
 """
 
 from __future__ import annotations
@@ -43,14 +44,22 @@ def count_flops(model: nn.Module, inputs: dict[str, torch.Tensor]) -> float:
 
 
 def latency_ms(model: nn.Module, inputs: dict[str, torch.Tensor], repeats: int, warmup: int = 2) -> float:
-    """Median milliseconds of one forward on ``inputs`` (no gradients)."""
+    """Median single-thread CPU milliseconds of one forward on ``inputs`` (no gradients).
+
+    Timed with the calling thread's CPU clock while torch uses one intra-op thread, so that other
+    processes competing for the cores (a shared machine, parallel jobs) do not inflate it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     times = []
-    with torch.no_grad():
-        for i in range(warmup + repeats):
-            t0 = time.perf_counter()
-            model(inputs)
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
+    try:
+        with torch.no_grad():
+            for i in range(warmup + repeats):
+                t0 = time.thread_time()
+                model(inputs)
+                if i >= warmup:
+                    times.append(time.thread_time() - t0)
+    finally:
+        torch.set_num_threads(threads)
     return 1000 * statistics.median(times)
 
 

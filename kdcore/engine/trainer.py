@@ -128,6 +128,7 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
     if channels_last:
         model.to(memory_format=torch.channels_last)
     source = fastpath.BatchSource(tr, all_mods, device, channels_last=channels_last)  # gathered once
+    ddp = dist.active()
     forward = fastpath.step_module(dist.wrap(model, device), device, getattr(train, "compile", False))
     state = PhaseRun(cfg)
     best_acc, best_epoch, best_state = -1.0, 0, None
@@ -182,9 +183,9 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
             amp.__exit__(None, None, None)
             # one device→host transfer per step for the divergence check and the StepLosses values
             t_is_tensor = isinstance(temperature, Tensor)
-            vals = dist.mean_across(torch.stack(
-                [total.detach().float(), *(v.detach().float() for v in terms.values()),
-                 *((temperature.detach().float(),) if t_is_tensor else ())])).tolist()
+            vals = torch.stack([total.detach().float(), *(v.detach().float() for v in terms.values()),
+                                *((temperature.detach().float(),) if t_is_tensor else ())])
+            vals = (dist.mean_across(vals) if ddp else vals).tolist()  # DDP: every rank sees the same values
             if not math.isfinite(vals[0]):
                 bad = [k for k, v in zip(terms, vals[1:]) if not math.isfinite(v)]
                 raise Diverged(cfg.name, state.step,
@@ -192,7 +193,8 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
                                f"(non-finite terms: {', '.join(bad) or 'total'}); try a lower learning rate")
             opt.zero_grad(set_to_none=True)
             total.backward()
-            dist.sync_grads(extra)
+            if ddp:
+                dist.sync_grads(extra)
             opt.step()
             sched.step()
             if cfg.after_step is not None:
@@ -206,7 +208,7 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
         ev = evaluate(model, va, cfg.modalities, device=device)
         extra_metrics = cfg.after_epoch(state, epoch) if cfg.after_epoch is not None else {}
         seen = float(len(perm))
-        if dist.active():  # train loss / accuracy over every rank's samples
+        if ddp:  # train loss / accuracy over every rank's samples
             loss_sum, correct, seen = dist.sum_across(torch.stack(
                 [loss_sum.float(), correct.float(), torch.tensor(seen, device=device)])).tolist()
         m = EpochMetrics(cfg.name, epoch + 1, float(loss_sum) / seen, float(correct) / seen, ev.loss, ev.acc,

@@ -1,0 +1,52 @@
+"""`python -m kdcore bench`: correctness of what it compares (never its timings)."""
+
+import json
+
+import pytest
+
+from kdcore.bench import BENCH_OVERRIDES, bench_table, run_bench
+from kdcore.cli import main
+from kdcore.presets import load_preset
+
+TINY = [*BENCH_OVERRIDES, "train.teacher_epochs=1", "train.student_epochs=2", "data.train_limit=150"]
+
+
+@pytest.fixture(scope="module")
+def report():
+    spec = load_preset("digits-av").with_overrides(TINY)
+    return run_bench(spec, repeats=1, threads=1)
+
+
+def test_engine_and_hand_written_loop_train_identically(report):
+    # same initial weights, data order, dropout stream, optimiser and loss: the same accuracies
+    assert report["same_accuracy"] == {"kd": True, "kd_cached": True, "student": True}
+    assert report["val_acc"]["engine_kd"] == pytest.approx(report["val_acc"]["bare_kd"], abs=1e-6)
+
+
+def test_report_has_every_variant_and_ratio(report):
+    assert set(report["samples_per_s"]) == {"engine_kd", "bare_kd", "engine_kd_cached", "bare_kd_cached",
+                                            "engine_student", "bare_student"}
+    for v in report["samples_per_s"].values():
+        assert v["wall"] > 0 and v["cpu"] > 0
+    for key in ("engine_over_bare_kd", "engine_over_bare_kd_cached", "cached_kd_over_student_only"):
+        assert report["ratios"][key]["wall"] > 0 and report["ratios"][key]["cpu"] > 0
+    assert report["teacher_cache"].startswith("on") and report["repeats"] == 1
+    text = bench_table(report)
+    assert "engine_over_bare_kd_cached" in text and "≤ 1.05" in text and "samples/s" in text
+
+
+def test_cli_bench_json(capsys):
+    args = ["bench", "--json", "--repeats", "1", "--epochs", "1"]
+    for s in TINY[1:]:
+        if not s.startswith("train.student_epochs"):
+            args += ["--set", s]
+    assert main(args) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["epochs"] == 1 and "engine_over_bare_kd" in rep["ratios"]
+
+
+def test_cli_bench_rejects_what_the_bare_loop_cannot_mirror(capsys):
+    assert main(["bench", "--set", "train.optimizer=sgd", "--repeats", "1", "--epochs", "1",
+                 "--set", "data.train_limit=100", "--set", "train.teacher_epochs=0"]) == 2
+    assert "train.optimizer=adam" in capsys.readouterr().err
+    assert main(["bench", "--repeats", "0"]) == 2
