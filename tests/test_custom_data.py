@@ -141,8 +141,7 @@ def test_spec_errors_name_the_field(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(SpecError, match="no label column 'label'"):
         validate_spec({"data": {"dataset": "custom", "path": str(tmp_path / "x.csv")}})
-    with pytest.raises(SpecError, match="only used with data.dataset=custom"):
-        validate_spec({"data": {"dataset": "mfeat", "path": str(tmp_path)}})
+    assert validate_spec({"data": {"dataset": "mfeat", "path": str(tmp_path)}}).data.all_modalities()[0] == "fou"
 
 
 def test_size_limits(tmp_path, monkeypatch):

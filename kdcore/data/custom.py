@@ -563,9 +563,7 @@ def dataset_class(name: str, path: str | None = None) -> type[MultimodalDataset]
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
     if name != "custom":
-        if path:
-            raise ValueError(f"data.path is only used with data.dataset=custom (dataset is {name!r})")
-        return DATASETS[name]
+        return DATASETS[name]  # data.path is ignored for bundled datasets (the app may keep it around)
     if not path:
         raise ValueError("data.path is required when data.dataset=custom (an image folder or a CSV manifest)")
     try:
