@@ -4,6 +4,8 @@ table and a plain-words verdict. Leaving the page does not stop the job."""
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from kdcore.viz import (
@@ -48,6 +50,7 @@ if picked != job.id:
     st.rerun()
 
 polling = not job.done
+POLL_S = float(os.environ.get("KDLAB_POLL_S", "0.5"))  # live refresh interval (seconds)
 ss["train-polling"] = polling
 
 
@@ -58,7 +61,7 @@ def fmt_seconds(s: float | None) -> str:
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
-@st.fragment(run_every=1.0 if polling else None)
+@st.fragment(run_every=POLL_S if polling else None)
 def live(job_id: str) -> None:
     j = manager.get(job_id)
     if j is None:
@@ -71,10 +74,10 @@ def live(job_id: str) -> None:
     if not snap.done:  # callbacks act before the rerun, so the rerun already shows the new state
         if snap.status == "running":
             if snap.paused:
-                c2.button("▶ Resume", key="train-resume", on_click=j.resume)
+                c2.button("Resume", key="train-resume", icon=":material/play_arrow:", on_click=j.resume)
             else:
-                c2.button("⏸ Pause", key="train-pause", on_click=j.pause)
-        c3.button("■ Stop", key="train-stop", on_click=j.stop)
+                c2.button("Pause", key="train-pause", icon=":material/pause:", on_click=j.pause)
+        c3.button("Stop", key="train-stop", icon=":material/stop:", on_click=j.stop)
     if snap.status == "queued":
         st.info(f"Waiting in the queue at position {snap.queue_position} "
                 f"({len(manager.running())} job(s) running, cap {manager.max_concurrent}).")
@@ -95,7 +98,10 @@ def live(job_id: str) -> None:
         c1, c2 = st.columns([3, 1])
         smoothing = c1.slider("smoothing (EMA)", 0.0, 0.99, 0.6, 0.01, key="train-smoothing")
         log_y = c2.checkbox("log scale", value=False, key="train-logy")
-        st.plotly_chart(loss_terms_figure(snap.steps, smoothing, log_y), key="train-losses")
+        fig = loss_terms_figure(snap.steps, smoothing, log_y)
+        # engine timestamps of the latest steps, for benchmarks/ui_latency.py (event → browser latency)
+        fig.update_layout(meta={"event_ts": [e["t"] for e in snap.steps[-50:]]})
+        st.plotly_chart(fig, key="train-losses")
     if snap.epochs:
         st.plotly_chart(accuracy_figure(snap.epochs, snap.result), key="train-accuracy")
     if snap.steps:

@@ -30,7 +30,7 @@ _WHOLE = {"noise", "encoders", "losses", "params", "weighting_params", "temperat
           "aux_tasks", "extra_phases"}
 _NOT_IN_URL = {"description"}
 
-FAST_OVERRIDES = ["data.train_limit=300", "train.teacher_epochs=4", "train.student_epochs=4", "train.batch_size=32"]
+FAST_OVERRIDES = ["data.train_limit=150", "train.teacher_epochs=2", "train.student_epochs=2", "train.batch_size=32"]
 
 
 def fast_mode() -> bool:

@@ -100,8 +100,8 @@ def loss_terms_figure(steps: Sequence[Mapping[str, Any]], smoothing: float = 0.6
         shown.add(term)
     for p in order:
         fig.add_vline(x=offsets[p], line=dict(color="#adb5bd", dash="dot", width=1))
-        fig.add_annotation(x=offsets[p], y=1.0, yref="paper", text=p, showarrow=False, xanchor="left",
-                           yanchor="bottom", font=dict(size=11, color=phase_color(p)))
+        fig.add_annotation(x=offsets[p], y=0.99, yref="paper", text=p, showarrow=False, xanchor="left",
+                           yanchor="top", font=dict(size=11, color=phase_color(p)))
     _layout(fig, "Loss terms per step", "optimiser step (phases in order)", "loss", uirevision)
     if log_y:
         fig.update_yaxes(type="log")
