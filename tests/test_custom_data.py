@@ -248,3 +248,24 @@ def test_own_teacher_checkpoint_matched_or_clear_error(tmp_path):
     res = Experiment(wrong).run()
     assert res.status == "failed"
     assert "does not match the architecture" in res.message and "with other shapes" in res.message
+
+
+def test_data_page_checks_a_local_manifest_and_uses_it(tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    csv_path, bad = make_manifest(tmp_path)
+    at = AppTest.from_file(str(ROOT / "pages" / "8_Data.py"), default_timeout=120)
+    at.run()
+    assert not at.exception
+    at.text_input(key="data-local-path").set_value(str(csv_path))
+    at.run()
+    at.button(key="data-check-local").click()
+    at.run()
+    assert not at.exception
+    assert [m.value for m in at.metric] == ["28", "18", "10", "3"]
+    at.button(key="data-use").click()
+    at.run()
+    assert not at.exception
+    spec = at.session_state["spec"]
+    assert spec["data"]["dataset"] == "custom" and spec["data"]["path"] == str(csv_path)
+    assert spec["student"]["modalities"] == ["feat"]

@@ -3,7 +3,8 @@
 Two layouts (``data.dataset: custom`` with ``data.path`` pointing at either):
 
 * **Image folder** — ``PATH/<class name>/<image files>``; one modality ``image``.
-* **CSV manifest** — ``PATH`` is a ``.csv`` with a label column (default ``label``) and one
+* **CSV manifest** — ``PATH`` is a ``.csv`` with a label column (``label``, ``class``, ``target``
+  or ``y``) and one
   column per modality. Column kinds come from an explicit prefix in the header
   (``image:photo``, ``audio:clip``, ``text:caption``, ``vector:fou``) or are inferred from the
   values: an image file name (.png .jpg .jpeg .bmp .gif .tif .webp) → image, ``.wav`` → audio,
@@ -232,10 +233,22 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     return [h.strip() for h in rows[0]], rows[1:]
 
 
+LABEL_COLUMNS = ("label", "class", "target", "y")
+
+
+def _label_column(header: list[str], label_column: str | None, path: Path) -> str:
+    if label_column is not None:
+        if label_column not in header:
+            raise DataImportError(f"{path.name}: no label column {label_column!r}; columns: {', '.join(header)}")
+        return label_column
+    for h in header:
+        if h.strip().lower() in LABEL_COLUMNS:
+            return h
+    raise DataImportError(f"{path.name}: no label column 'label' (also accepted: {', '.join(LABEL_COLUMNS[1:])}); "
+                          f"columns: {', '.join(header)}")
+
+
 def _columns(header: list[str], rows: list[list[str]], label_column: str, path: Path) -> list[Column]:
-    if label_column not in header:
-        raise DataImportError(f"{path.name}: no label column {label_column!r}; columns: {', '.join(header)} "
-                              "(choose one with --label-column / the label column field)")
     cols: list[Column] = []
     seen: dict[str, str] = {}
     grouped: dict[str, int] = {}
@@ -299,19 +312,19 @@ def _source(path: str | Path) -> Path:
 
 
 @lru_cache(maxsize=32)
-def _layout_cached(key: str, label_column: str, mtime: float) -> tuple[str, tuple[tuple[str, str], ...]]:
+def _layout_cached(key: str, label_column: str | None, mtime: float) -> tuple[str, tuple[tuple[str, str], ...]]:
     p = Path(key)
     if p.is_dir():
         return "folder", (("image", "image"),)
     header, rows = _read_csv(p)
-    cols = _columns(header, rows, label_column, p)
+    cols = _columns(header, rows, _label_column(header, label_column, p), p)
     mods: dict[str, str] = {}
     for c in cols:
         mods.setdefault(c.modality, KIND_TO_MODALITY[c.kind])
     return "csv", tuple(mods.items())
 
 
-def layout(path: str | Path, label_column: str = "label") -> tuple[str, dict[str, str]]:
+def layout(path: str | Path, label_column: str | None = None) -> tuple[str, dict[str, str]]:
     """Cheap look at a source: its layout and modality kinds (headers only, no file is read)."""
     p = _source(path).resolve()
     kind, mods = _layout_cached(str(p), label_column, p.stat().st_mtime)
@@ -343,7 +356,7 @@ def _folder_rows(root: Path) -> tuple[list[dict[str, str]], list[str]]:
     return rows, classes
 
 
-def import_source(path: str | Path, label_column: str = "label") -> Imported:
+def import_source(path: str | Path, label_column: str | None = None) -> Imported:
     """Validate every row of an image folder or CSV manifest and build the tensors of the good ones."""
     src = _source(path)
     report = ImportReport(str(path), "folder" if src.is_dir() else "csv")
@@ -356,6 +369,7 @@ def import_source(path: str | Path, label_column: str = "label") -> Imported:
     else:
         base = src.parent
         header, rows = _read_csv(src)
+        label_column = _label_column(header, label_column, src)
         cols = _columns(header, rows, label_column, src)
         dict_rows = [{h: (r[j] if j < len(r) else "") for j, h in enumerate(header)} for r in rows]
         first_row = 2  # header is line 1
@@ -509,7 +523,7 @@ def _tensors(good, cols, rate, report) -> tuple[dict[str, torch.Tensor], dict[st
     return inputs, infos, meta
 
 
-def inspect_source(path: str | Path, label_column: str = "label") -> ImportReport:
+def inspect_source(path: str | Path, label_column: str | None = None) -> ImportReport:
     """Validate a source and return the report (what ``python -m kdcore import-data`` prints)."""
     return import_source(path, label_column).report
 

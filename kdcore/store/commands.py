@@ -213,7 +213,6 @@ def _delete(args) -> int:
 # ---- import-data --------------------------------------------------------------------------
 def _import_args(p):
     p.add_argument("path", help="an image folder (one subfolder per class) or a CSV manifest")
-    p.add_argument("--label-column", default="label", help="CSV column holding the class (default: label)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--max-errors", type=int, default=20, help="bad rows to list (default 20)")
 
@@ -222,7 +221,7 @@ def _import(args) -> int:
     from kdcore.data.custom import DataImportError, inspect_source
 
     try:
-        report = inspect_source(args.path, label_column=args.label_column)
+        report = inspect_source(args.path)
     except DataImportError as exc:
         raise _usage(str(exc)) from None
     if args.json:
