@@ -67,7 +67,8 @@ def test_attention_kd_zero_when_equal_and_handles_an_absent_modality():
 def test_attention_kd_not_applicable_is_zero_with_a_note(case):
     s = out(("image", "audio"), 16, attention=case != "student_concat")
     t = out(("audio",) if case == "one_shared" else ("image", "audio"), 64, attention=case != "teacher_mean")
-    loss = build("attention_kd", s, t)
+    with pytest.warns(UserWarning, match="attention_kd.*not applicable"):
+        loss = build("attention_kd", s, t)
     assert not loss.applicable and loss.note.startswith("not applicable")
     assert loss(s, t, ctx())["attention_kd"].item() == 0.0
 

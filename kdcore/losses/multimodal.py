@@ -7,6 +7,7 @@ per-modality feature distillation and cross-modal feature distillation onto the 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from torch import Tensor, nn
@@ -67,6 +68,8 @@ class ModalityAttentionKD(DistillLoss):
         self.applicable = not reasons
         self.note = ("not applicable, the term is 0: " + "; ".join(reasons) if reasons
                      else f"KL over {', '.join(self.shared)}")
+        if reasons:
+            warnings.warn(f"loss 'attention_kd' {self.note}", stacklevel=2)
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
         if not self.applicable or student.attention is None or teacher.attention is None:
