@@ -40,3 +40,26 @@ phases = sorted({p for i in selected for p in ((runs[i].result or {}).get("phase
 phase = c2.selectbox("phase", phases, index=phases.index("kd") if "kd" in phases else 0, key="cmp-phase")
 curves = {f"{runs[i].id}": run_events(runs[i]) for i in selected}
 st.plotly_chart(overlay_figure(curves, metric=metric, phase=phase), key="cmp-overlay")
+
+# ---- stored runs that did not finish: resume from the last epoch checkpoint (kdcore.store) -------
+from kdcore.store.registry import open_registry  # noqa: E402
+from kdcore.store.resume import ResumeError, prepare_resume  # noqa: E402
+
+resumable = [r for r in open_registry(root).list() if r.resumable]
+if resumable:
+    st.subheader("Resume a run")
+    by_id = {r.id: r for r in resumable}
+    pick = st.selectbox("interrupted, stopped or failed runs", list(by_id), key="cmp-resume-pick",
+                        format_func=lambda i: f"{i} — {by_id[i].status} in {by_id[i].phase or 'setup'}"
+                                              f" (epoch {by_id[i].epoch or 0})")
+    st.caption(by_id[pick].message or "")
+    if st.button("Resume", key="cmp-resume"):
+        try:
+            exp = prepare_resume(pick, root)  # checks the checkpoint and claims the run, or explains why not
+        except ResumeError as exc:
+            st.error(str(exc))
+        else:
+            import threading
+
+            threading.Thread(target=exp.run, name=f"kdlab-resume-{pick}", daemon=True).start()
+            st.success(f"Resuming {pick} in the background from its last checkpoint; it shows here when done.")

@@ -154,3 +154,26 @@ def test_cli_run_killed_with_sigkill_resumes_via_cli(tmp_path, reference):
     for k in ref:  # separate processes: allow float noise, same best epochs
         assert got[k][2] == ref[k][2] and abs(got[k][0] - ref[k][0]) < 1e-6 and abs(got[k][1] - ref[k][1]) < 1e-6
     assert open_registry(root).get(run_id).status == "finished"
+
+
+def test_compare_page_resume_button(tmp_path, monkeypatch, reference):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("KDLAB_RUNS_DIR", str(tmp_path))
+    exp = Experiment(tiny_spec("resume-me"), run_root=tmp_path)
+    exp.epoch_callbacks.append(lambda e, ph, ep, m: (_ for _ in ()).throw(Interrupt()) if ph == "kd" else None)
+    with pytest.raises(Interrupt):
+        exp.run()
+    at = AppTest.from_file(str(ROOT / "pages" / "5_Compare.py"), default_timeout=120)
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="cmp-resume-pick").value == exp.run_id
+    at.button(key="cmp-resume").click()
+    at.run()
+    assert not at.exception
+    reg = open_registry(tmp_path)
+    deadline = time.time() + 300
+    while reg.get(exp.run_id).status == "running" and time.time() < deadline:
+        time.sleep(0.5)
+    rec = reg.get(exp.run_id)
+    assert rec.status == "finished" and accuracies(rec.result) == accuracies(reference)
