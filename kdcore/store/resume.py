@@ -6,7 +6,8 @@ At the end of every epoch the trainer hands its state to :func:`attach`'s saver,
 * tensors: the model's state, the optimiser's state (``optim.state.<i>.<key>``), the state of
   every loss term, the weighting and the temperature schedule (their learnable parameters),
   the best-so-far weights (``best.*``), the RNG states of the data-order generator and of torch
-  (CPU, and CUDA when used);
+  (CPU, and CUDA when used), and of any phase-private generator a phase builder lists in
+  ``cfg.rng_generators`` (name → ``torch.Generator``, e.g. ARD's PGD random starts);
 * metadata (JSON, inside the same file, so the two can never disagree): format version, phase,
   epochs done, global step, best accuracy and epoch, per-epoch history, seconds spent, the
   optimiser's param groups and non-tensor state, the LR scheduler's state.
@@ -109,6 +110,8 @@ def make_saver(cfg, run_dir: Path) -> Callable[[dict[str, Any]], None]:
             _split_state("best.", st["best_state"], tensors, extra)
         tensors["rng.order"] = st["order_gen"].get_state()
         tensors["rng.torch"] = torch.get_rng_state()
+        for k, gen in getattr(cfg, "rng_generators", {}).items():  # phase-private generators (e.g. PGD starts)
+            tensors[f"rng.gen.{k}"] = gen.get_state()
         device = next(iter(st["model"].parameters()), torch.empty(0)).device
         if device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
@@ -165,6 +168,9 @@ def make_restorer(cfg, meta: dict[str, Any], tensors: dict[str, Tensor]):
                               f"(was the spec changed?): {str(exc).splitlines()[0]}") from None
         order_gen.set_state(tensors["rng.order"])
         torch.set_rng_state(tensors["rng.torch"])
+        for k, gen in getattr(cfg, "rng_generators", {}).items():
+            if f"rng.gen.{k}" in tensors:
+                gen.set_state(tensors[f"rng.gen.{k}"])
         if "rng.cuda" in tensors and torch.cuda.is_available():
             dev = next(iter(model.parameters())).device
             if dev.type == "cuda":
