@@ -299,20 +299,17 @@ def _clean_temp_files(run_dir: Path) -> None:
                 pass
 
 
-_REGISTRIES: dict[str, Registry] = {}
 _REG_LOCK = threading.Lock()
 
 
 def open_registry(root: str | Path | None = None, recover: bool = True) -> Registry:
     """The registry of ``root`` (default :func:`default_root`), with dead ``running`` runs marked
-    ``interrupted`` the first time a process opens it (start-up of the app or a CLI command)."""
+    ``interrupted`` (at start-up of the app or a CLI command, and on every later look: cheap, one
+    query plus a signal-0 probe per running run)."""
     reg = Registry(root)
-    key = str(reg.path.resolve())
-    with _REG_LOCK:
-        first = key not in _REGISTRIES
-        _REGISTRIES[key] = reg
-    if recover and first:
-        reg.recover()
+    if recover:
+        with _REG_LOCK:
+            reg.recover()
     return reg
 
 
@@ -379,10 +376,14 @@ def track_run(experiment, registry: Registry | None = None) -> str:
 
     A fresh run gets a new row; a resumed run (row already there) is kept. Returns the run id."""
     run_dir = Path(experiment.run_dir)
-    reg = registry or open_registry(run_dir.parent)
     run_id = run_dir.name
-    if reg.find(run_id) is None:
-        reg.create(run_id, experiment.spec.name, run_dir, experiment.spec, status="running")
+    try:
+        reg = registry or open_registry(run_dir.parent)
+        if reg.find(run_id) is None:
+            reg.create(run_id, experiment.spec.name, run_dir, experiment.spec, status="running")
+    except (sqlite3.Error, OSError) as exc:  # the run itself must not depend on the index
+        append_log(run_dir, f"registry unavailable, run not indexed: {exc}")
+        return run_id
     experiment.subscribers.append(RegistrySubscriber(reg, run_id, run_dir))
     return run_id
 
