@@ -61,6 +61,7 @@ choice = st.selectbox("run", list(opts), index=list(opts).index(ss.get("att-run"
 job = state.get_manager().get(choice[4:]) if choice.startswith("job:") else None
 run_dir = (job.snapshot().run_dir if job is not None else choice[4:])
 live = job is not None and not job.done
+ss["att-ck"] = checkpoint_key(run_dir)  # checkpoints this full run loads; the live view reruns when they change
 
 
 def current_events() -> tuple[list[dict], bool]:
@@ -91,7 +92,9 @@ def live_view() -> None:
     hist = attention_history(events)
     if job is not None and ss.get("att-was-live") and not running:
         ss["att-was-live"] = False
-        st.rerun()  # the job ended: one full rerun stops the polling and loads the checkpoints
+        st.rerun()
+    if running and ss.get("att-ck") != checkpoint_key(run_dir):
+        st.rerun()  # a phase finished (new checkpoint): reload the models below  # the job ended: one full rerun stops the polling and loads the checkpoints
     ss["att-was-live"] = running
     if not hist:
         st.info("No attention snapshot yet: they arrive after every epoch of a model with attention fusion."

@@ -63,6 +63,7 @@ choice = st.selectbox("run", list(opts), index=list(opts).index(ss.get("attr-run
 job = state.get_manager().get(choice[4:]) if choice.startswith("job:") else None
 run_dir = job.snapshot().run_dir if job is not None else choice[4:]
 live = job is not None and not job.done
+ss["attr-ck"] = checkpoint_key(run_dir)  # checkpoints this full run loads; the live view reruns when they change
 
 
 def current_events() -> tuple[list[dict], bool]:
@@ -80,6 +81,8 @@ def live_view() -> None:
     if job is not None and ss.get("attr-was-live") and not running:
         ss["attr-was-live"] = False
         st.rerun()
+    if running and ss.get("attr-ck") != checkpoint_key(run_dir):
+        st.rerun()  # a phase finished (new checkpoint): reload the models below
     ss["attr-was-live"] = running
     hist = agreement_history(events)
     st.subheader("Agreement with the teacher across epochs")
@@ -204,7 +207,7 @@ if ag:
 st.subheader("One sample, teacher and students side by side")
 labels = test.labels[rows]
 names = run.data.class_names
-pick = st.selectbox("probe sample", list(range(len(rows))), key="attr-pick",
+pick = st.selectbox("probe sample", list(range(len(rows))), key=f"attr-pick-{len(rows)}",
                     format_func=lambda i: f"#{int(rows[i])} of the test split — class {names[int(labels[i])]}")
 idx = int(test.indices[rows[pick]])
 preds = {p: names[int(a.logits[pick].argmax())] for p, a in attrs.items()}
