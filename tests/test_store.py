@@ -228,3 +228,21 @@ def test_corrupt_resume_checkpoint_gives_a_clear_error(tmp_path):
     assert reg.get(exp.run_id).status == "interrupted"  # a refused resume does not claim the run
     out = cli("resume", exp.run_id, "--runs-dir", str(root))
     assert out.returncode == 2 and "not a readable safetensors" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_no_code_path_can_unpickle():
+    """Static guard: no pickle loads, no torch.load without weights_only=True, no unsafe YAML, no
+    numpy object arrays anywhere in the engine, the app or the scripts."""
+    import re
+
+    bad = []
+    pattern = re.compile(r"pickle\.loads?\(|cPickle|dill\.|joblib\.load|allow_pickle\s*=\s*True|yaml\.load\(|"
+                         r"yaml\.unsafe_load|torch\.load\((?![^)]*weights_only\s*=\s*True)")
+    files = [ROOT / "app.py"] + [f for d in ("kdcore", "pages", "ui", "scripts", "benchmarks")
+                                  for f in (ROOT / d).rglob("*.py")]
+    for f in files:
+        if f.is_file():
+            for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+                if pattern.search(line):
+                    bad.append(f"{f.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert not bad, "\n".join(bad)
