@@ -216,6 +216,15 @@ def test_import_data_cli_prints_the_report(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "18 kept" in out.stdout and "missing file img/missing.png" in out.stdout
+    spec_file = tmp_path / "my.yaml"
+    out = subprocess.run([sys.executable, "-m", "kdcore", "import-data", str(csv_path), "--spec", str(spec_file)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    from kdcore.spec import ExperimentSpec
+
+    spec = ExperimentSpec.load(spec_file)
+    assert spec.data.dataset == "custom" and spec.student_modalities() == ["feat"]
+    assert spec.teacher_modalities() == ["image", "audio", "caption", "feat"]
     out = subprocess.run([sys.executable, "-m", "kdcore", "import-data", str(tmp_path / "nope")], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "does not exist" in out.stderr and "Traceback" not in out.stderr

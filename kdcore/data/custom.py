@@ -99,7 +99,8 @@ class ImportReport:
         if len(self.dropped) > max_errors:
             lines.append(f"  … and {len(self.dropped) - max_errors} more dropped rows")
         if self.kept:
-            lines.append(f"use it: --set data.dataset=custom --set data.path={self.source}")
+            lines.append(f"use it: python -m kdcore import-data {self.source} --spec my.yaml && "
+                         "python -m kdcore run --config my.yaml   (or set data.dataset=custom, data.path in a spec)")
         return "\n".join(lines)
 
 
@@ -521,6 +522,20 @@ def _tensors(good, cols, rate, report) -> tuple[dict[str, torch.Tensor], dict[st
             inputs[m] = x
             infos[m] = ModalityInfo(m, "vector", (x.shape[1],), f"{x.shape[1]} numeric features")
     return inputs, infos, meta
+
+
+def starter_spec(path: str | Path, report: ImportReport, student_modalities: list[str] | None = None):
+    """A spec that trains on this data: all modalities for the teacher, the last one for the student."""
+    from kdcore.spec import validate_spec
+    from kdcore.store.folder import safe_name
+
+    mods = list(report.modalities)
+    return validate_spec({
+        "name": safe_name(Path(path).stem), "description": f"your data: {path}",
+        "data": {"dataset": "custom", "path": str(Path(path).resolve())},
+        "student": {"modalities": student_modalities or mods[-1:], "feature_dim": 16,
+                    "encoder": {"width": 4, "depth": 1}},
+    })
 
 
 def inspect_source(path: str | Path, label_column: str | None = None) -> ImportReport:

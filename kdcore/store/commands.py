@@ -215,6 +215,7 @@ def _import_args(p):
     p.add_argument("path", help="an image folder (one subfolder per class) or a CSV manifest")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--max-errors", type=int, default=20, help="bad rows to list (default 20)")
+    p.add_argument("--spec", metavar="OUT.yaml", help="also write a starter spec that trains on this data")
 
 
 def _import(args) -> int:
@@ -228,6 +229,17 @@ def _import(args) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(report.summary(max_errors=args.max_errors))
+    if args.spec:
+        from kdcore.data.custom import starter_spec
+        from kdcore.spec import SpecError
+
+        if not report.kept:
+            raise _usage("no usable rows: no spec written")
+        try:
+            starter_spec(args.path, report).save(args.spec)
+        except SpecError as exc:
+            raise _usage(f"cannot build a spec for this data: {exc}") from None
+        print(f"wrote {args.spec}: python -m kdcore run --config {args.spec}", file=sys.stderr if args.json else sys.stdout)
     return 0 if report.kept else 1
 
 
