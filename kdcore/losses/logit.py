@@ -70,9 +70,11 @@ class DecoupledKD(DistillLoss):
 
     where e is the 1-based epoch of the phase (``ctx.epoch + 1``), as in mdistiller (whose epochs
     count from 1), so the first epoch already gets 1/warmup; ``warmup=0`` turns the ramp off.
-    Defaults α = 1, β = 8, warm-up 20 epochs (mdistiller's CIFAR-100 setting, 240 epochs); with
-    shorter phases DKD never reaches full weight unless ``warmup`` is lowered — e.g.
-    ``--set distill.losses.dkd.params.warmup=3``. T comes from the temperature schedule (ctx).
+    Defaults α = 1, β = 8, warm-up 20 epochs (mdistiller's CIFAR-100 setting, 240 epochs; its
+    ImageNet setting is α = 1, β = 0.5, T = 1, warm-up 1); with shorter phases DKD never reaches full
+    weight unless ``warmup`` is lowered — e.g. ``--set distill.losses.dkd.params.warmup=3``. β = 8 makes
+    NCKD dominate the gradient on 10-class data with a weak student; try a smaller β there.
+    T comes from the temperature schedule (ctx).
     Returns the two weighted parts as ``dkd/tckd`` and ``dkd/nckd`` (their sum is L). Paper identity
     (Eq. 1): KD = TCKD + (1 − p_t^T) · NCKD per sample."""
 
