@@ -229,6 +229,7 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
                             "scheduler": sched, "order_gen": order_gen, "best_acc": best_acc,
                             "best_epoch": best_epoch, "best_state": best_state, "history": history,
                             "seconds": time.time() - t_phase})
+    opt.zero_grad(set_to_none=True)  # free the last step's gradients (a frozen teacher keeps none)
     if best_state is None:
         best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
