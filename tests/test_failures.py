@@ -141,3 +141,48 @@ def test_four_concurrent_jobs_finish_with_their_own_results(tmp_path):
         kd_epochs = [e for e in snap.events.get("EpochMetrics", ()) if e["phase"] == "kd"]
         assert [e["epoch"] for e in kd_epochs] == [1, 2]
     assert len(dirs) == 4
+
+
+def test_failed_job_message_is_shown_on_the_train_page(tmp_path, monkeypatch):
+    """A crash in the training thread: the Train page shows the run as failed with its message, and
+    the app keeps serving (the page reruns without an exception)."""
+    import time
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    def boom(out, ctx):
+        raise RuntimeError("simulated crash in the training thread")
+
+    _patch_loss(monkeypatch, "kd", boom)
+    monkeypatch.setenv("KDLAB_RUNS_DIR", str(tmp_path))
+    monkeypatch.delenv("KDLAB_FAST", raising=False)
+    st.cache_resource.clear()
+    try:
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=300)
+        at.switch_page("pages/2_Train.py")
+        at.session_state["spec"] = tiny_spec("crashy", student_epochs=1).to_dict()
+        at.run()
+        at.button(key="train-run-current").click().run()
+        assert not at.exception
+        from ui.state import get_manager
+
+        job = get_manager().get(at.session_state["job_id"])
+        # wait without rerunning the script meanwhile (CPython 3.11 can trip over ast.parse in two threads)
+        assert job.wait(600)
+        shown = []
+        for _ in range(3):
+            at.run()
+            assert not at.exception, [e.value for e in at.exception]
+            shown = [e.value for e in at.error]
+            if any("failed" in m for m in shown):
+                break
+            time.sleep(0.5)
+        assert any("The run failed: RuntimeError: simulated crash in the training thread" in m for m in shown), shown
+        rec = [r for r in open_registry(tmp_path).list() if r.name == "crashy"][0]
+        assert rec.status == "failed" and "simulated crash" in rec.message
+    finally:
+        from ui.state import get_manager
+
+        get_manager().stop_all(wait=60)
+        st.cache_resource.clear()
