@@ -5,6 +5,7 @@ table and a plain-words verdict. Leaving the page does not stop the job."""
 from __future__ import annotations
 
 import os
+import time
 
 import streamlit as st
 
@@ -41,7 +42,8 @@ if not jobs:
 if job is None:
     job = jobs[0]
     state.select_job(job.id)
-labels = {j.id: f"{j.spec.name} · {j.id} · {j.snapshot().state_label}" for j in jobs}
+labels = {j.id: f"{j.spec.name} · {j.id} · submitted {time.strftime('%H:%M:%S', time.localtime(j.created))}"
+          for j in jobs}
 picked = st.selectbox("job", list(labels), index=list(labels).index(job.id), format_func=labels.get,
                       key=f"train-job-picker-{job.id}",
                       help="Every job of this server, newest first (jobs keep running when you leave the page).")

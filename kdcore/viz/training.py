@@ -132,7 +132,8 @@ def accuracy_figure(epochs: Sequence[Mapping[str, Any]], result: Mapping[str, An
             fig.add_trace(go.Scatter(x=[x], y=[100 * r["test_acc"]], mode="markers", legendgroup=phase,
                                      marker=dict(symbol="star", size=14, color=phase_color(phase, i)),
                                      name=f"{phase} test (best-val epoch)"))
-    _layout(fig, "Accuracy per epoch", "epoch", "accuracy (%)", uirevision)
+    _layout(fig, "Accuracy per epoch", "epoch", "accuracy (%)", uirevision, height=380)
+    fig.update_layout(legend=dict(orientation="v", x=1.02, y=1.0, yanchor="top", xanchor="left"))
     fig.update_yaxes(rangemode="tozero")
     return fig
 

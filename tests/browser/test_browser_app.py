@@ -28,6 +28,22 @@ POINTS_JS = """(title) => {
 }"""
 
 
+def poll_until(page: Page, what: str, check, timeout_s: float = RUN_TIMEOUT_MS / 1000, every: float = 0.5):
+    """Evaluate ``check(page)`` every ``every`` s until truthy; on timeout, fail with the page's text."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        value = check(page)
+        if value:
+            return value
+        time.sleep(every)
+    text = page.locator('[data-testid="stMain"]').inner_text()[:1500]
+    pytest.fail(f"timed out waiting for {what}; the page shows:\n{text}")
+
+
+def has_result(page: Page) -> bool:
+    return page.locator('[data-testid="stDataFrame"]').count() > 0
+
+
 def wait_idle(page: Page, timeout: float = 120_000) -> None:
     page.wait_for_selector(IDLE, timeout=timeout)
 
@@ -55,17 +71,17 @@ def test_run_default_preset_live_chart_then_result(page: Page, app_server, scree
     page.get_by_role("button", name="▶ Run the default preset").click()
     page.wait_for_url("**/Train", timeout=60_000)
     # a live loss chart appears, then gains points while the job is still running
-    page.wait_for_function(f"() => ({POINTS_JS})('Loss terms per step') > 0", timeout=RUN_TIMEOUT_MS)
-    first = chart_points(page, "Loss terms per step")
-    assert page.locator('[data-testid="stDataFrame"]').count() == 0, "finished before the first chart"
-    page.wait_for_function(f"() => ({POINTS_JS})('Loss terms per step') > {first}", timeout=RUN_TIMEOUT_MS)
-    grew = chart_points(page, "Loss terms per step")
-    still_running = page.locator('[data-testid="stDataFrame"]').count() == 0
-    assert grew > first and still_running, "the chart did not update while the job ran"
+    first = poll_until(page, "the live loss chart", lambda p: chart_points(p, "Loss terms per step") > 0
+                       and chart_points(p, "Loss terms per step"))
+    assert not has_result(page), "finished before the first chart"
+    grew = poll_until(page, "a live chart update", lambda p: (chart_points(p, "Loss terms per step") > first
+                                                              or has_result(p)) and
+                      (chart_points(p, "Loss terms per step"), not has_result(p)))
+    assert grew[0] > first and grew[1], "the chart did not update while the job ran"
     wait_charts(page)
     page.screenshot(path=str(screenshots / "train-live.png"), full_page=True)
     # the result table and the verdict after the run
-    page.wait_for_selector('[data-testid="stDataFrame"]', timeout=RUN_TIMEOUT_MS)
+    poll_until(page, "the result table", has_result)
     expect(page.get_by_text("Verdict:")).to_be_visible(timeout=30_000)
     wait_idle(page)
     no_exception(page)
