@@ -49,7 +49,7 @@ EXTRA_SWEEP_PRESETS = ["mfeat-mfh"]
 # (RepDistiller's feature-only setting), so they are compared with plain KD as alternatives.
 # DKD's warm-up is shortened from 20 to 5 epochs because these runs are 15–20 epochs long.
 M: dict[str, tuple[dict[str, Any], str]] = {
-    "kd": ({"losses": {"ce": 0.1, "kd": 0.9}}, "Hinton KD, T=4 (CE 0.1 + KD 0.9)"),
+    "kd": ({"losses": {"ce": 0.1, "kd": 0.9}}, "Hinton KD at the preset's T (CE 0.1 + KD 0.9)"),
     "dkd": ({"losses": {"ce": 1.0, "dkd": (1.0, {"warmup": 5})}}, "DKD α=1 β=8, warm-up 5 epochs (+ CE 1)"),
     "logit_mse": ({"losses": {"ce": 1.0, "logit_mse": 1.0}}, "MSE on logits (+ CE 1)"),
     "ab": ({"losses": {"ce": 1.0, "ab": 1.0}}, "activation boundaries, hinge (+ CE 1)"),
@@ -59,7 +59,7 @@ M: dict[str, tuple[dict[str, Any], str]] = {
     "rkd": ({"losses": {"ce": 1.0, "rkd": 1.0}}, "RKD distance 25 + angle 50 (+ CE 1)"),
     "pkt": ({"losses": {"ce": 1.0, "pkt": 30000.0}}, "PKT ×30000 (+ CE 1)"),
     "attention_kd": ({"losses": {"ce": 0.1, "kd": 0.9, "attention_kd": 1.0}},
-                     "KD + KL between teacher and student modality attention"),
+                     "KD + KL between teacher and student modality attention (0 for a one-modality student)"),
     "modality_feature_kd": ({"losses": {"ce": 0.1, "kd": 0.9, "modality_feature_kd": 1.0}},
                             "KD + attention-weighted per-modality feature hints"),
     "crossmodal_feature_kd": ({"losses": {"ce": 0.1, "kd": 0.9, "crossmodal_feature_kd": 1.0}},
@@ -78,14 +78,16 @@ M: dict[str, tuple[dict[str, Any], str]] = {
                             "weighting_params": {"non_target_only": True}},
                            "C2KD filter + non-target classes only, CE 1 + KD 1"),
     "kd+learnable-T": ({"losses": {"ce": 0.1, "kd": 0.9}, "temperature_schedule": "learnable"},
-                       "KD with a learned temperature (init 4)"),
+                       "KD with a learned temperature (starts at the preset's T)"),
     "kd+cosine-T": ({"losses": {"ce": 0.1, "kd": 0.9}, "temperature_schedule": "cosine",
-                     "temperature_params": {"end": 1.0}}, "KD, T cosine 4 → 1"),
+                     "temperature_params": {"end": 1.0}}, "KD, T follows a cosine from the preset's T to 1"),
 }
 # preset → variants (label, --set overrides) measured by --preset-runs
 PRESET_RUNS: dict[str, list[tuple[str, list[str]]]] = {
     "mfeat-mfh": [("student on mor", []), ("student on zer", ["student.modalities=[zer]"]),
-                  ("student on fou", ["student.modalities=[fou]"])],
+                  ("student on fou", ["student.modalities=[fou]"]),
+                  ("student on pix", ["student.modalities=[pix]"]),
+                  ("student on fac", ["student.modalities=[fac]"])],
     "robust": [("ARD", [])],
     "sparse": [("pruning to 90 %", [])],
     "multi-teacher": [("7 teachers, confidence-weighted", [])],
