@@ -50,3 +50,56 @@ def test_cli_bench_rejects_what_the_bare_loop_cannot_mirror(capsys):
                  "--set", "data.train_limit=100", "--set", "train.teacher_epochs=0"]) == 2
     assert "train.optimizer=adam" in capsys.readouterr().err
     assert main(["bench", "--repeats", "0"]) == 2
+
+
+# ---- the fast path the trainer uses (kdcore/engine/fastpath.py) --------------------------------
+def test_batch_source_matches_split_batch():
+    import torch
+
+    from kdcore.data import load_data
+    from kdcore.engine.fastpath import BatchSource
+
+    spec = load_preset("digits-av").with_overrides(["data.train_limit=100"])
+    data = load_data(spec.data)
+    tr = data.split("train")
+    mods = spec.teacher_modalities()
+    src = BatchSource(tr, mods, "cpu")
+    rows = torch.tensor([7, 0, 3, 3, 42])
+    got, want = src.batch(rows), tr.batch(rows, mods)
+    for m in mods:
+        assert torch.equal(got.inputs[m], want.inputs[m]) and got.inputs[m].is_contiguous()
+    assert torch.equal(got.labels, want.labels) and got.rows is rows
+    cl = BatchSource(tr, mods, "cpu", channels_last=True)
+    assert cl.inputs["audio"].is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(cl.batch(rows).inputs["audio"], want.inputs["audio"])
+
+
+def test_batch_size_advisor_stops_when_doubling_stops_paying():
+    import torch
+
+    from kdcore.engine.fastpath import suggest_batch_size
+
+    # a throughput curve that saturates at 256 rows (launch-bound below, compute-bound above)
+    curve = {64: 1000.0, 128: 1900.0, 256: 3500.0, 512: 3600.0, 1024: 3650.0}
+    adv = suggest_batch_size(None, torch.device("cpu"), start=64, limit=2048, measure=curve.__getitem__)
+    assert adv["batch_size"] == 256 and [c["batch"] for c in adv["curve"]] == [64, 128, 256, 512]
+    assert "gained <" in adv["reason"]
+    adv = suggest_batch_size(None, torch.device("cpu"), start=64, limit=128, measure=curve.__getitem__)
+    assert adv["batch_size"] == 128 and "limit" in adv["reason"]
+
+
+def test_bf16_autocast_trains_on_cpu():
+    import math
+
+    from kdcore.engine.experiment import Experiment
+    from kdcore.engine.trainer import train_phase
+
+    spec = load_preset("digits-av").with_overrides(["train.teacher_epochs=0", "train.student_epochs=1",
+                                                    "data.train_limit=100", "train.precision=bf16"])
+    exp = Experiment(spec)
+    exp.setup()
+    cfg = exp.student_phase("kd", spec.distill.losses)
+    events = []
+    res = train_phase(cfg, exp.data, spec.train, exp.device, events.append, lambda: False)
+    steps = [e for e in events if e.kind == "StepLosses"]
+    assert steps and all(math.isfinite(e.total) for e in steps) and 0.0 <= res.test_acc <= 1.0

@@ -109,8 +109,16 @@ def step_module(model: nn.Module, device: torch.device, compile_: bool) -> Calla
     """The callable the training step uses for the model's forward (compiled when asked)."""
     if not compile_:
         return model
-    mode = "reduce-overhead" if device.type == "cuda" else None
-    return torch.compile(model, mode=mode, dynamic=False)
+    if device.type != "cuda":
+        return torch.compile(model, dynamic=False)
+    compiled = torch.compile(model, mode="reduce-overhead", dynamic=False)
+
+    def forward(*args, **kwargs):
+        # each call starts a new training iteration: CUDA-graph outputs of the previous step may be reused
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(*args, **kwargs)
+
+    return forward
 
 
 def fused_optimizer_kwargs(params: list[nn.Parameter]) -> dict[str, Any]:
@@ -138,9 +146,11 @@ def measure_step(step: Callable[[int], None], batch: int, iters: int, device: to
 
 def suggest_batch_size(step: Callable[[int], None], device: torch.device, start: int = 64,
                        limit: int = 4096, iters: int = 10, min_gain: float = 1.10,
-                       max_samples: int | None = None) -> dict[str, Any]:
+                       max_samples: int | None = None,
+                       measure: Callable[[int], float] | None = None) -> dict[str, Any]:
     """Double the batch from ``start`` while throughput grows by ≥ ``min_gain``× per doubling and the
-    step fits in memory. ``step(batch)`` runs one full training step at that batch size.
+    step fits in memory. ``step(batch)`` runs one full training step at that batch size
+    (``measure(batch) -> samples/s`` replaces the timing, for tests).
 
     Returns ``{"batch_size": chosen, "curve": [{"batch", "samples_per_s"}...], "reason": str}``.
     Larger batches change the optimisation (fewer steps per epoch): scale the learning rate with it.
@@ -150,7 +160,7 @@ def suggest_batch_size(step: Callable[[int], None], device: torch.device, start:
     b = start
     while b <= limit and (max_samples is None or b <= max_samples):
         try:
-            sps = measure_step(step, b, iters, device)
+            sps = measure(b) if measure is not None else measure_step(step, b, iters, device)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             reason = f"batch {b} ran out of device memory"
