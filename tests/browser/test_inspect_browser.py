@@ -14,11 +14,11 @@ pytestmark = pytest.mark.browser
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 RUN_TIMEOUT_MS = 600_000
 
-POINTS_JS = """(title) => {
+TRACES_JS = """(title) => {
   for (const el of document.querySelectorAll('.js-plotly-plot')) {
     const t = el.layout && el.layout.title && (el.layout.title.text || el.layout.title);
     if (t && String(t).includes(title)) {
-      return el.data.reduce((n, tr) => n + (tr.x ? tr.x.length : 0), 0);
+      return el.data.length;  // traces drawn (heatmaps carry typed arrays in z, not x)
     }
   }
   return -1;
@@ -26,7 +26,8 @@ POINTS_JS = """(title) => {
 
 
 def wait_chart(page: Page, title: str, timeout: float = RUN_TIMEOUT_MS) -> None:
-    page.wait_for_function(f"() => ({POINTS_JS})({title!r}) > 0", timeout=timeout)
+    """Until a plotly chart whose title contains ``title`` has at least one trace."""
+    page.wait_for_function(f"() => ({TRACES_JS})({title!r}) > 0", timeout=timeout)
 
 
 def no_exception(page: Page) -> None:
