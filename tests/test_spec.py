@@ -64,9 +64,9 @@ def test_invalid_yaml_and_wrong_top_level():
         validate_spec({"trainn": {}})
 
 
-def _cli(*args):
+def _cli(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "kdcore", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=timeout)
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -102,7 +102,7 @@ def test_cli_run_json(tmp_path):
     import json
 
     p = _cli("run", "--preset", "digits-av", "--json", "--quiet", "--runs-dir", str(tmp_path),
-             "--set", "train.teacher_epochs=2", "--set", "train.student_epochs=1")
+             "--set", "train.teacher_epochs=2", "--set", "train.student_epochs=1", timeout=900)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["status"] == "finished"
