@@ -295,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", nargs="+", default=list(M), choices=list(M))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only-seeds", type=int, nargs="+", help="run just these seeds (parallel processes)")
+    ap.add_argument("--tag", default="", help="cache file suffix, for a second process on the same seed")
     ap.add_argument("--quick", action="store_true", help="1 epoch, 100 samples, no docs: a smoke test")
     ap.add_argument("--cache-dir", default=str(ROOT / "runs" / "sweep_methods"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
@@ -313,11 +314,18 @@ def main(argv: list[str] | None = None) -> int:
         for f in [cache_dir / f"{preset}.json", *sorted(cache_dir.glob(f"{preset}-s*.json"))]:
             if not f.is_file():
                 continue
-            cache.update(json.loads(f.read_text()))
+            for key, entry in json.loads(f.read_text()).items():  # merge the methods of parallel runs
+                old = cache.get(key)
+                if old is not None and old.get("preset_hash") == entry.get("preset_hash"):
+                    old["methods"].update(entry["methods"])
+                    for k in ("teacher", "baseline"):
+                        old.setdefault(k, entry.get(k))
+                else:
+                    cache[key] = entry
 
     def saver(preset, seed):
         def save():
-            f = cache_dir / f"{preset}-s{seed}.json"
+            f = cache_dir / f"{preset}-s{seed}{args.tag}.json"
             tmp = f.with_suffix(".tmp")
             tmp.write_text(json.dumps({f"{preset}|{seed}": cache[f"{preset}|{seed}"]}, indent=1))
             tmp.replace(f)
