@@ -39,7 +39,7 @@ from ui.server import CHROMIUM, CHROMIUM_ARGS, AppServer  # noqa: E402
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 TITLE_JS = """(title) => [...document.querySelectorAll('.js-plotly-plot')].some(el => {
   const t = el.layout && el.layout.title && (el.layout.title.text || el.layout.title);
-  return t && String(t) === title;
+  return t && String(t).replace(/<[^>]+>/g, '') === title;  // streamlit wraps titles in <b>
 })"""
 WATCH_JS = """() => {
   window.__kd_updates = [];

@@ -38,12 +38,7 @@ if source == BUNDLED and models.info.get("phases"):
     st.caption(f"Bundled models, trained by scripts/train_explorer_models.py (one seed; test accuracy: {acc}).")
 
 test = models.data.split("test")
-c1, c2, c3 = st.columns([2, 2, 1])
-index = c1.slider("test sample", 0, len(test) - 1, 7, key="tx-sample")
-T = c2.slider("temperature T", 0.5, 20.0, 4.0, 0.5, key="tx-T")
-alpha = c3.slider("α (KD weight)", 0.0, 1.0, 0.9, 0.05, key="tx-alpha",
-                  help="L = α·T²·KL(p_t‖p_s) + (1−α)·CE(y, p_s at T=1)")
-
+index = st.slider("test sample", 0, len(test) - 1, 7, key="tx-sample")
 out = logits_for(models, index)
 names = models.data.class_names
 zt = out["teacher"].numpy()
@@ -54,18 +49,41 @@ with st.expander(f"The sample (true class {names[label]})", expanded=True):
     st.caption(f"The teacher sees {', '.join(models.spec.teacher_modalities())}; the student sees "
                f"{', '.join(models.spec.student_modalities())}.")
 
-st.plotly_chart(softmax_bars_figure(zt, zs, T, names, label), key="tx-bars")
-if zs is not None:
-    q = kd_quantities(zt, zs, [T])
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("KL(p_t‖p_s) at T", f"{q['kl'][0]:.4f}")
-    m2.metric("KD loss T²·KL", f"{q['kd_loss'][0]:.4f}")
-    m3.metric("‖∂L_KD/∂z_s‖", f"{q['grad_norm'][0]:.4f}")
-    m4.metric("teacher entropy (nats)", f"{q['teacher_entropy'][0]:.3f}", f"max {np.log(len(names)):.3f}",
-              delta_color="off")
-    st.plotly_chart(temperature_curves_figure(zt, zs, T), key="tx-curves")
 
-st.plotly_chart(hard_vs_soft_figure(label, zt, T, names), key="tx-hard-soft")
+@st.fragment
+def temperature_view() -> None:
+    """Moving T or α reruns only this part (not the sample preview above)."""
+    c1, c2 = st.columns([3, 1])
+    T = c1.slider("temperature T", 0.5, 20.0, 4.0, 0.5, key="tx-T")
+    alpha = c2.slider("α (KD weight)", 0.0, 1.0, 0.9, 0.05, key="tx-alpha",
+                      help="L = α·T²·KL(p_t‖p_s) + (1−α)·CE(y, p_s at T=1)")
+    st.plotly_chart(softmax_bars_figure(zt, zs, T, names, label), key="tx-bars")
+    if zs is not None:
+        q = kd_quantities(zt, zs, [T])
+        m1, m2, m3, m4 = st.columns(4)
+        m1.metric("KL(p_t‖p_s) at T", f"{q['kl'][0]:.4f}")
+        m2.metric("KD loss T²·KL", f"{q['kd_loss'][0]:.4f}")
+        m3.metric("‖∂L_KD/∂z_s‖", f"{q['grad_norm'][0]:.4f}")
+        m4.metric("teacher entropy (nats)", f"{q['teacher_entropy'][0]:.3f}", f"max {np.log(len(names)):.3f}",
+                  delta_color="off")
+        st.plotly_chart(temperature_curves_figure(zt, zs, T), key="tx-curves")
+    st.plotly_chart(hard_vs_soft_figure(label, zt, T, names), key="tx-hard-soft")
+    if zs is not None:
+        st.subheader("Where the student's gradient comes from")
+        ce_grad = (1 - alpha) * (softmax_t(zs, 1.0) - np.eye(len(names))[label])
+        kd_grad = alpha * T * (softmax_t(zs, T) - softmax_t(zt, T))
+        fig = go.Figure()
+        fig.add_trace(go.Bar(x=names, y=ce_grad, name="(1−α)·∂CE/∂z_s", marker_color="#495057"))
+        fig.add_trace(go.Bar(x=names, y=kd_grad, name="α·∂(T²KL)/∂z_s", marker_color="#4C6EF5"))
+        fig.update_layout(barmode="group", height=300, template="plotly_white", uirevision="tx-grad",
+                          xaxis_title="class", yaxis_title="gradient on the student's logit",
+                          margin=dict(l=50, r=20, t=30, b=40))
+        st.plotly_chart(fig, key="tx-grad")
+        st.caption("Negative bars push a logit up. CE only pushes the true class; KD also shapes the wrong "
+                   "classes toward the teacher's relative preferences.")
+
+
+temperature_view()
 
 st.subheader("The formula")
 st.latex(r"p_i^{T} = \frac{\exp(z_i / T)}{\sum_j \exp(z_j / T)}")
@@ -76,16 +94,3 @@ st.markdown(
     "The **T²** factor (Hinton et al. 2015) keeps the KD gradient on the same scale as the CE gradient as "
     "T changes: without it the gradient would shrink roughly like 1/T² (right-hand chart above).")
 
-if zs is not None:
-    st.subheader("Where the student's gradient comes from")
-    ce_grad = (1 - alpha) * (softmax_t(zs, 1.0) - np.eye(len(names))[label])
-    kd_grad = alpha * T * (softmax_t(zs, T) - softmax_t(zt, T))
-    fig = go.Figure()
-    fig.add_trace(go.Bar(x=names, y=ce_grad, name="(1−α)·∂CE/∂z_s", marker_color="#495057"))
-    fig.add_trace(go.Bar(x=names, y=kd_grad, name="α·∂(T²KL)/∂z_s", marker_color="#4C6EF5"))
-    fig.update_layout(barmode="group", height=300, template="plotly_white", uirevision="tx-grad",
-                      xaxis_title="class", yaxis_title="gradient on the student's logit",
-                      margin=dict(l=50, r=20, t=30, b=40))
-    st.plotly_chart(fig, key="tx-grad")
-    st.caption("Negative bars push a logit up. CE only pushes the true class; KD also shapes the wrong "
-               "classes toward the teacher's relative preferences.")
