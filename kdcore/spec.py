@@ -146,9 +146,25 @@ class DistillSpec(Strict):
 
         if not v:
             raise ValueError("distill.losses needs at least one term")
-        for name in v:
+        for name, term in v.items():
             if name not in LOSSES:
                 raise ValueError(f"unknown loss {name!r}; allowed: {', '.join(sorted(LOSSES))}")
+            allowed = LOSSES[name].defaults
+            bad = sorted(set(term.params) - set(allowed))
+            if bad:
+                raise ValueError(f"distill.losses.{name}.params: unknown {bad}; allowed: {', '.join(allowed) or 'none'}")
+        return v
+
+    @field_validator("losses", mode="before")
+    @classmethod
+    def _default_weights(cls, v: Any) -> Any:
+        """A loss listed without a weight gets its method's default weight (e.g. FitNets 100)."""
+        from kdcore.losses import LOSSES
+
+        if isinstance(v, dict):
+            v = {name: ({**term, "weight": LOSSES[name].default_weight}
+                        if isinstance(term, dict) and "weight" not in term and name in LOSSES else term)
+                 for name, term in v.items()}
         return v
 
     @model_validator(mode="after")
