@@ -59,3 +59,7 @@ def test_attention_and_attributions_after_the_default_preset(page: Page, app_ser
     no_exception(page)
     time.sleep(1.0)
     page.screenshot(path=str(screenshots / "inspect-attributions.png"), full_page=True)
+    # the per-sample maps: image, spectrogram and characters, teacher and students side by side
+    page.locator(".js-plotly-plot").nth(2).scroll_into_view_if_needed()
+    time.sleep(1.0)
+    page.screenshot(path=str(screenshots / "inspect-attribution-maps.png"))
