@@ -316,7 +316,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for key, entry in json.loads(f.read_text()).items():  # merge the methods of parallel runs
                 old = cache.get(key)
-                if old is not None and old.get("preset_hash") == entry.get("preset_hash"):
+                # same preset file, or (a description-only edit in between) the same trained teacher and
+                # baseline to the last digit: the runs share their setup, so their methods can be pooled
+                same = old is not None and (old.get("preset_hash") == entry.get("preset_hash") or (
+                    "teacher" in old and old.get("teacher") == entry.get("teacher")
+                    and old.get("baseline") == entry.get("baseline")))
+                if same:
                     old["methods"].update(entry["methods"])
                     for k in ("teacher", "baseline"):
                         old.setdefault(k, entry.get(k))
