@@ -118,3 +118,20 @@ def test_every_page_opens_without_exception(page: Page, app_server, screenshots,
     if path not in ("/", "/Train", "/Temperature_explorer"):  # those have their own screenshots
         wait_charts(page)
         page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
+
+
+def test_setup_yaml_upload_replaces_the_spec_and_the_url(page: Page, app_server, tmp_path):
+    from kdcore.presets import load_preset
+
+    spec = load_preset("classic-kd").with_overrides(["name=uploaded-spec", "train.student_epochs=3"])
+    path = tmp_path / "uploaded.yaml"
+    spec.save(path)
+    page.goto(app_server.url + "/Setup")
+    wait_idle(page, timeout=300_000)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+    poll_until(page, "the uploaded spec in the form",
+               lambda p: p.get_by_label("experiment name").input_value() == "uploaded-spec", timeout_s=120)
+    wait_idle(page, timeout=120_000)
+    no_exception(page)
+    poll_until(page, "the uploaded spec in the URL",
+               lambda p: "train.student_epochs=3" in p.url and "preset=" in p.url, timeout_s=60)
