@@ -361,3 +361,45 @@ def test_cli_explain_bad_input(run, tmp_path, capsys):
     assert "allowed: ig, saliency" in capsys.readouterr().err
     assert main(["explain", str(exp.run_dir), "--samples", "0"]) == 2
     assert "samples=0" in capsys.readouterr().err
+
+
+# ---- figure builders (kdcore.viz.attention / kdcore.viz.attributions) ----------------------------
+def test_attention_figures_from_snapshots():
+    from kdcore.viz.attention import alpha_epochs_figure, alpha_heatmaps, alpha_mean_lines, robustness_figure
+
+    snaps = [{"epoch": e, "modalities": ["image", "audio"], "class_mean": [[0.1 * e, 1 - 0.1 * e]] * 10,
+              "mean": [0.1 * e, 1 - 0.1 * e]} for e in (1, 2, 3)]
+    fig = alpha_heatmaps({"teacher": snaps[-1], "kd": snaps[0]})
+    assert [t.type for t in fig.data] == ["heatmap", "heatmap"] and fig.layout.uirevision
+    assert np.allclose(np.asarray(fig.data[1].z).sum(1), 1.0)
+    anim = alpha_epochs_figure(snaps)
+    assert [f.name for f in anim.frames] == ["1", "2", "3"]
+    assert anim.layout.sliders[0].active == 2  # the latest epoch is shown
+    lines = alpha_mean_lines({"kd": snaps})
+    assert len(lines.data) == 2 and list(lines.data[0].y) == pytest.approx([0.1, 0.2, 0.3])
+    rows = [{"level": lv, "model": "teacher", "acc": 0.9 - lv / 10, "alpha": {"image": 1 - lv / 5, "audio": lv / 5}}
+            for lv in (0.0, 1.0, 2.0)]
+    rob = robustness_figure(rows, "image_sigma")
+    assert len(rob.data) == 3 and list(rob.data[0].x) == [0.0, 1.0, 2.0]
+
+
+def test_attribution_figures():
+    from kdcore.viz.attributions import (agreement_epochs_figure, feature_bars_figure, image_maps_figure, normalise,
+                                         shares_figure, token_figure)
+
+    assert normalise([0.0, -2.0, 1.0]).tolist() == [0.0, -1.0, 0.5]
+    assert normalise([0.0, -2.0, 1.0], signed=False).tolist() == [0.0, 1.0, 0.5]
+    assert normalise(np.zeros(3)).tolist() == [0.0, 0.0, 0.0]  # an all-zero map is drawn, not rejected
+    img = image_maps_figure(np.ones((1, 8, 8)), {"teacher": np.eye(8)[None], "kd": -np.eye(8)[None]}, "ig")
+    assert len(img.data) == 3 and np.asarray(img.data[2].z).min() == -1.0
+    tok = token_figure({"teacher": [("o", 0.5), ("n", -1.0), ("e", 0.0)], "kd": [("o", 1.0)]}, "ig")
+    assert [list(r) for r in tok.data[0].text] == [["o", "n", "e"], ["o", "", ""]]
+    assert np.asarray(tok.data[0].z, dtype=float)[0].tolist() == [0.5, -1.0, 0.0]
+    bars = feature_bars_figure({"teacher": [1.0, 2.0], "kd": [0.0, 4.0]}, "saliency", "mor")
+    assert list(bars.data[1].y) == [0.0, 1.0]
+    sh = shares_figure({"teacher": {"image": 0.25, "audio": 0.75}, "kd": {"image": 0.5, "audio": 0.5}})
+    assert np.allclose(np.sum([t.x for t in sh.data], axis=0), 1.0)
+    hist = {"kd": [{"epoch": 1, "spearman": {"all": 0.2}, "topk": {"all": 0.3}},
+                   {"epoch": 2, "spearman": {"all": 0.4}, "topk": {"all": 0.5}}]}
+    ag = agreement_epochs_figure(hist, "topk")
+    assert list(ag.data[0].x) == [1, 2] and list(ag.data[0].y) == [0.3, 0.5]
