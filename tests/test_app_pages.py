@@ -93,7 +93,7 @@ def test_home_runs_the_default_preset_in_one_click(open_page, monkeypatch):
 def test_setup_changing_a_setting_changes_the_spec_and_the_url(open_page):
     at = open_page("pages/1_Setup.py").run()
     no_exception(at)
-    assert at.session_state["spec"]["train"]["student_epochs"] == 15
+    assert at.session_state["spec"]["train"]["student_epochs"] == load_preset(DEFAULT_PRESET).train.student_epochs
     widget(at, "number_input", "train.student_epochs").set_value(7).run()
     no_exception(at)
     assert at.session_state["spec"]["train"]["student_epochs"] == 7
