@@ -25,6 +25,18 @@ TRACES_JS = """(title) => {
 }"""
 
 
+# Rows (y categories) of the first trace of the chart whose title contains `title`.
+ROWS_JS = """(title) => {
+  for (const el of document.querySelectorAll('.js-plotly-plot')) {
+    const t = el.layout && el.layout.title && (el.layout.title.text || el.layout.title);
+    if (t && String(t).includes(title) && el.data.length && el.data[0].y) {
+      return el.data[0].y.length;
+    }
+  }
+  return -1;
+}"""
+
+
 def wait_chart(page: Page, title: str, timeout: float = RUN_TIMEOUT_MS) -> None:
     """Until a plotly chart whose title contains ``title`` has at least one trace."""
     page.wait_for_function(f"() => ({TRACES_JS})({title!r}) > 0", timeout=timeout)
@@ -53,6 +65,9 @@ def test_attention_and_attributions_after_the_default_preset(page: Page, app_ser
 
     page.goto(app_server.url + "/Attributions")
     wait_chart(page, "Share of total |attribution| per modality")
+    # the page reloads the models when a phase finishes: wait for teacher, baseline and KD student
+    page.wait_for_function(f"() => ({ROWS_JS})('Share of total |attribution| per modality') >= 3",
+                           timeout=RUN_TIMEOUT_MS)
     wait_chart(page, "image (image) — ig")
     wait_chart(page, "text: characters coloured by ig attribution")
     page.wait_for_selector(IDLE, timeout=120_000)
@@ -61,5 +76,6 @@ def test_attention_and_attributions_after_the_default_preset(page: Page, app_ser
     page.screenshot(path=str(screenshots / "inspect-attributions.png"), full_page=True)
     # the per-sample maps: image, spectrogram and characters, teacher and students side by side
     page.locator(".js-plotly-plot").nth(2).scroll_into_view_if_needed()
+    page.wait_for_selector(IDLE, timeout=120_000)
     time.sleep(1.0)
     page.screenshot(path=str(screenshots / "inspect-attribution-maps.png"))
