@@ -138,3 +138,9 @@ def sum_across(values: Tensor) -> Tensor:
     values = values.clone()
     dist.all_reduce(values)
     return values
+
+
+def unowned_params(opt: torch.optim.Optimizer, model: nn.Module) -> list[nn.Parameter]:
+    """Optimised parameters that are not the model's (DDP averages only the model's gradients)."""
+    owned = {id(p) for p in model.parameters()}
+    return [p for g in opt.param_groups for p in g["params"] if id(p) not in owned]

@@ -193,8 +193,8 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
                                f"(non-finite terms: {', '.join(bad) or 'total'}); try a lower learning rate")
             opt.zero_grad(set_to_none=True)
             total.backward()
-            if ddp:
-                dist.sync_grads(extra)
+            if ddp:  # loss / strategy parameters are not DDP's: average their gradients too
+                dist.sync_grads(dist.unowned_params(opt, model))
             opt.step()
             sched.step()
             if cfg.after_step is not None:
