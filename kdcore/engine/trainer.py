@@ -85,8 +85,13 @@ class PhaseRun:
         self.progress = 0.0
 
 
-def make_optimizer(params: list[nn.Parameter], train: TrainSpec, lr: float) -> torch.optim.Optimizer:
-    kw = fastpath.fused_optimizer_kwargs(params)  # one fused kernel on CUDA
+def make_optimizer(params: list[nn.Parameter], train: TrainSpec, lr: float,
+                   no_decay: list[nn.Parameter] | None = None) -> torch.optim.Optimizer:
+    """``params`` get the spec's weight decay; ``no_decay`` (strategy parameters such as learned
+    log-variances or temperatures) must not be pulled towards zero, so they get none."""
+    kw = fastpath.fused_optimizer_kwargs(params + list(no_decay or []))  # one fused kernel on CUDA
+    if no_decay:
+        params = [{"params": params}, {"params": list(no_decay), "weight_decay": 0.0}]
     if train.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=train.momentum, weight_decay=train.weight_decay, **kw)
     if train.optimizer == "adamw":
@@ -108,8 +113,9 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
     tr, va = data.split("train"), data.split("val")
     model = cfg.model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    extra = [p for mod in (*cfg.losses.values(), cfg.weighting, cfg.schedule) for p in mod.parameters()]
-    opt = make_optimizer(trainable + extra, train, cfg.lr)
+    regressors = [p for mod in cfg.losses.values() for p in mod.parameters()]
+    strategy = [p for mod in (cfg.weighting, cfg.schedule) for p in mod.parameters()]
+    opt = make_optimizer(trainable + regressors, train, cfg.lr, no_decay=strategy)
     n, bs = len(tr), min(train.batch_size, len(tr))
     if dist.active():  # torchrun: batch_size is the global batch, each rank takes its share
         bs = dist.local_batch_size(bs)
