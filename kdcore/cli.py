@@ -229,10 +229,6 @@ def _methods(args) -> int:
 
     rows += [{"name": n, "kind": "phase", "summary": PHASE_SUMMARY[n], "defaults": PHASE_PARAMS[n]}
              for n in PHASE_PARAMS]
-    from kdcore.engine.phases import PHASE_PARAMS, PHASE_SUMMARY
-
-    rows += [{"name": n, "kind": "phase", "summary": PHASE_SUMMARY[n], "defaults": PHASE_PARAMS[n]}
-             for n in PHASE_PARAMS]
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
     else:
