@@ -244,3 +244,20 @@ def test_ensemble_spec_errors_name_the_field():
         tiny_mfeat("distill.ensemble.members=[[pix]]")
     with pytest.raises(SpecError, match="combine"):
         tiny_mfeat("distill.ensemble.combine=median")
+
+
+def test_learnable_temperature_is_adversarial_and_does_not_collapse():
+    """CTKD: T maximises the KD loss (gradient reversal), so it never collapses to T_min and stays in range."""
+    sched = TEMPERATURE_SCHEDULES["learnable"](4.0)
+    opt = torch.optim.Adam(sched.parameters(), lr=0.05)
+    g = torch.Generator().manual_seed(0)
+    zs, zt = torch.randn(8, 10, generator=g), torch.randn(8, 10, generator=g) * 3
+    for _ in range(30):
+        loss = LF.kd_loss(zs, zt, sched.value(0.0))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    t = float(sched.value(0.0).detach())
+    assert 4.0 < t <= 20.0
+    with pytest.raises(ValueError, match="must lie inside"):
+        TEMPERATURE_SCHEDULES["learnable"](0.2)

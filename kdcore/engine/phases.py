@@ -137,6 +137,7 @@ def build_ard(exp) -> PhaseConfig:
     cfg.weighting = WEIGHTINGS["fixed"](cfg.loss_weights)
     cfg.schedule = TEMPERATURE_SCHEDULES["constant"](T)
     gen = torch.Generator().manual_seed(spec.data.seed + 4242)
+    cfg.rng_generators = {"pgd": gen}  # checkpointed with the phase, so a resumed ARD run is exact
     eps, a, k = float(p["epsilon"]), float(p["step_size"]), int(p["steps"])
 
     def transform(state: PhaseRun, inputs: dict[str, Tensor], labels: Tensor) -> dict[str, Tensor]:

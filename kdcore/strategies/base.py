@@ -128,18 +128,44 @@ class CosineTemperature(TemperatureSchedule):
         return end + 0.5 * (self.base - end) * (1 + math.cos(math.pi * progress))
 
 
+class _ReverseGrad(torch.autograd.Function):
+    """Identity forward; the gradient is multiplied by −λ (gradient reversal layer)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, lam: float) -> Tensor:
+        ctx.lam = lam
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return -ctx.lam * grad, None
+
+
 @register_schedule
 class LearnableTemperature(TemperatureSchedule):
-    """T = softplus(θ) + T_min, θ learned with the student (initialised so that T = spec temperature)."""
+    """Curriculum temperature learned adversarially — CTKD (Li et al., AAAI 2023, "Curriculum
+    Temperature for Knowledge Distillation").
+
+    T = T_min + (T_max − T_min)·sigmoid(θ), initialised at the spec temperature. θ is optimised
+    with the student but through a gradient-reversal layer scaled by λ: the student minimises the
+    distillation loss while T *maximises* it (min_S max_T L). Plain minimisation over T would be
+    wrong: T²·KL → 0 as T shrinks, so T would always collapse to T_min.
+    """
 
     name = "learnable"
-    summary = "T is a learned parameter (softplus, ≥ `min`) optimised with the student"
-    defaults = {"min": 0.5}
+    summary = "CTKD: T learned adversarially (gradient reversal, maximises the KD loss) within [min, max]"
+    defaults = {"min": 0.5, "max": 20.0, "lambda": 1.0}
 
     def __init__(self, base: float, **params: Any):
         super().__init__(base, **params)
-        t0 = max(self.base - float(self.params["min"]), 1e-3)
-        self.theta = nn.Parameter(torch.tensor(math.log(math.expm1(t0))))
+        lo, hi = float(self.params["min"]), float(self.params["max"])
+        if not lo < self.base < hi:
+            raise ValueError(f"learnable temperature: distill.temperature={self.base} must lie inside "
+                             f"(min, max) = ({lo}, {hi})")
+        frac = (self.base - lo) / (hi - lo)
+        self.theta = nn.Parameter(torch.tensor(math.log(frac / (1.0 - frac))))
 
     def value(self, progress: float) -> Tensor:
-        return nn.functional.softplus(self.theta) + float(self.params["min"])
+        lo, hi = float(self.params["min"]), float(self.params["max"])
+        t = lo + (hi - lo) * torch.sigmoid(self.theta)
+        return _ReverseGrad.apply(t, float(self.params["lambda"]))
