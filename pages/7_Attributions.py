@@ -10,16 +10,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from kdcore.engine.jobs import runs_dir
 from kdcore.explain.agreement import agreement
 from kdcore.explain.attribution import METHODS, AttributionError, AttributionParams, attribute_batches, token_scores
 from kdcore.explain.callback import agreement_history
 from kdcore.explain.probe import probe_rows
-from kdcore.explain.runs import LoadedRun, RunError, checkpoint_key, from_job, list_runs, load_run
+from kdcore.explain.runs import LoadedRun, RunError, checkpoint_key, from_job
 from kdcore.store.folder import read_events
 from kdcore.viz.attributions import (agreement_epochs_figure, agreement_samples_figure, feature_bars_figure,
                                      image_maps_figure, shares_figure, token_figure)
 from ui import state
+from ui.inspect import cached_run, pick_run
 
 st.set_page_config(page_title="KD Lab · Attributions", page_icon="🧪", layout="wide")
 state.init()
@@ -31,38 +31,8 @@ st.caption("Captum attributions of the true class, computed on eval-mode deep co
 
 
 # ---- which run ---------------------------------------------------------------------------
-def sources() -> dict[str, str]:
-    opts: dict[str, str] = {}
-    job_dirs = set()
-    for j in sorted(state.get_manager().jobs(), key=lambda j: j.created, reverse=True):
-        snap = j.snapshot()
-        opts[f"job:{j.id}"] = f"▶ job {snap.name} · {j.id} · {snap.state_label}"
-        if snap.run_dir:
-            job_dirs.add(str(Path(snap.run_dir).resolve()))
-    for p in list_runs(runs_dir()):
-        if str(p.resolve()) not in job_dirs:
-            opts[f"dir:{p}"] = f"📁 {p.name}" + ("" if (p / "result.json").is_file() else " (unfinished)")
-    return opts
-
-
-@st.cache_resource(max_entries=4, show_spinner="Loading the run's checkpoints…")
-def cached_run(run_dir: str, key: tuple) -> LoadedRun:
-    return load_run(run_dir)
-
-
-opts = sources()
-if not opts:
-    st.info("No run yet. Start one on the home page or the Train page; this page follows it live.")
-    st.page_link("pages/2_Train.py", label="Go to Train")
-    st.stop()
-cur = state.current_job()
-default = f"job:{cur.id}" if cur is not None and f"job:{cur.id}" in opts else next(iter(opts))
-choice = st.selectbox("run", list(opts), index=list(opts).index(ss.get("attr-run", default))
-                      if ss.get("attr-run", default) in opts else 0, format_func=opts.get, key="attr-run",
-                      help="A job of this server (live while it trains) or a run folder on disk.")
-job = state.get_manager().get(choice[4:]) if choice.startswith("job:") else None
-run_dir = job.snapshot().run_dir if job is not None else choice[4:]
-live = job is not None and not job.done
+job, run_dir, live = pick_run("attr-run")
+choice = ss["attr-run"]
 ss["attr-ck"] = checkpoint_key(run_dir)  # checkpoints this full run loads; the live view reruns when they change
 
 
