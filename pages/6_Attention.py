@@ -3,7 +3,6 @@ class and epoch (live while a run trains), per sample, and as one modality gets 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -12,11 +11,10 @@ import torch
 from kdcore.data import DATASETS
 from kdcore.explain.attention import alpha_on_split, attention_history, noise_sweep, removal_sweep
 from kdcore.explain.runs import LoadedRun, RunError, checkpoint_key, from_job
-from kdcore.store.folder import read_events
 from kdcore.viz.attention import (alpha_epochs_figure, alpha_heatmaps, alpha_mean_lines, removal_figure,
                                   robustness_figure, sample_alpha_bars)
 from ui import state
-from ui.inspect import cached_run, pick_run
+from ui.inspect import cached_run, pick_run, run_events
 
 st.set_page_config(page_title="KD Lab · Attention", page_icon="🧪", layout="wide")
 state.init()
@@ -34,12 +32,7 @@ ss["att-ck"] = checkpoint_key(run_dir)  # checkpoints this full run loads; the l
 
 
 def current_events() -> tuple[list[dict], bool]:
-    """(events, still running) — from the job's live buffers or the folder's metrics.jsonl."""
-    if job is not None:
-        snap = job.snapshot()
-        evs = sorted((e for v in snap.events.values() for e in v), key=lambda e: e.get("t", 0.0))
-        return evs, not snap.done
-    return read_events(run_dir), not (Path(run_dir) / "result.json").is_file()
+    return run_events(job, run_dir)
 
 
 def current_run() -> LoadedRun | None:

@@ -4,7 +4,6 @@ teacher looks — teacher–student agreement per sample, on a fixed probe set, 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,12 +13,11 @@ from kdcore.explain.agreement import agreement
 from kdcore.explain.attribution import METHODS, AttributionError, AttributionParams, attribute_batches, token_scores
 from kdcore.explain.callback import agreement_history
 from kdcore.explain.probe import probe_rows
-from kdcore.explain.runs import LoadedRun, RunError, checkpoint_key, from_job
-from kdcore.store.folder import read_events
+from kdcore.explain.runs import RunError, checkpoint_key, from_job
 from kdcore.viz.attributions import (agreement_epochs_figure, agreement_samples_figure, feature_bars_figure,
                                      image_maps_figure, shares_figure, token_figure)
 from ui import state
-from ui.inspect import cached_run, pick_run
+from ui.inspect import cached_run, pick_run, run_events
 
 st.set_page_config(page_title="KD Lab · Attributions", page_icon="🧪", layout="wide")
 state.init()
@@ -37,11 +35,7 @@ ss["attr-ck"] = checkpoint_key(run_dir)  # checkpoints this full run loads; the 
 
 
 def current_events() -> tuple[list[dict], bool]:
-    if job is not None:
-        snap = job.snapshot()
-        evs = sorted((e for v in snap.events.values() for e in v), key=lambda e: e.get("t", 0.0))
-        return evs, not snap.done
-    return read_events(run_dir), not (Path(run_dir) / "result.json").is_file()
+    return run_events(job, run_dir)
 
 
 # ---- live: agreement across epochs ------------------------------------------------------------

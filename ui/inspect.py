@@ -9,6 +9,7 @@ import streamlit as st
 
 from kdcore.engine.jobs import Job, runs_dir
 from kdcore.explain.runs import LoadedRun, checkpoint_key, list_runs, load_run
+from kdcore.store.folder import read_events
 from ui import state
 
 
@@ -51,4 +52,13 @@ def pick_run(key: str) -> tuple[Job | None, str, bool]:
     return job, run_dir, job is not None and not job.done
 
 
-__all__ = ["cached_run", "checkpoint_key", "pick_run", "sources"]
+def run_events(job: Job | None, run_dir: str) -> tuple[list[dict], bool]:
+    """(events, still running) — from the job's live buffers or the folder's metrics.jsonl."""
+    if job is not None:
+        snap = job.snapshot()
+        evs = sorted((e for v in snap.events.values() for e in v), key=lambda e: e.get("t", 0.0))
+        return evs, not snap.done
+    return read_events(run_dir), not (Path(run_dir) / "result.json").is_file()
+
+
+__all__ = ["cached_run", "checkpoint_key", "pick_run", "run_events", "sources"]

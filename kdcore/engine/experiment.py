@@ -193,10 +193,6 @@ class Experiment:
             self.emit(PhaseFinished("teacher", 0, va.acc, te.acc, count_parameters(teacher), 0.0,
                                     {"loaded": 1.0, **self._after_phase("teacher", teacher)}))
         else:
-            ce = {"ce": LOSSES["ce"]}
-            from kdcore.spec import LossTerm
-
-            losses = {"ce": LossTerm(weight=1.0)}
             probe_b = self.data.split("train").batch(torch.arange(2), spec.teacher_modalities()).to(self.device)
             with torch.no_grad():
                 teacher.eval()
@@ -206,12 +202,11 @@ class Experiment:
                               dict(self.data.aux_classes))
             cfg = PhaseConfig(
                 name="teacher", model=teacher, modalities=spec.teacher_modalities(),
-                losses={"ce": ce["ce"](setup)}, loss_weights={"ce": 1.0},
+                losses={"ce": LOSSES["ce"](setup)}, loss_weights={"ce": 1.0},
                 weighting=WEIGHTINGS["fixed"]({"ce": 1.0}), schedule=TEMPERATURE_SCHEDULES["constant"](1.0),
                 epochs=spec.train.teacher_epochs, lr=spec.train.teacher_lr or spec.train.lr,
                 seed=spec.data.seed,
             )
-            del losses
             if spec.train.teacher_epochs > 0:
                 self._run_phase(cfg)
         teacher.eval()

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from kdcore.data.base import Split, TensorData
+from kdcore.data.base import TensorData
 from kdcore.engine import distributed as dist
 from kdcore.engine import fastpath
 from kdcore.engine.cache import TeacherCache
