@@ -97,7 +97,7 @@ def test_events_stream_and_run_folder(tiny_spec, tmp_path):
     assert {e.phase for e in epochs} == {"teacher", "baseline", "kd"}
     att = [e for e in events if e.kind == "AttentionSnapshot"]
     assert att and all(abs(sum(e.mean) - 1) < 1e-4 for e in att)
-    run = tmp_path / next(p.name for p in tmp_path.iterdir())
+    run = next(p for p in tmp_path.iterdir() if p.is_dir())
     assert (run / "spec.yaml").exists() and (run / "metrics.jsonl").exists() and (run / "result.json").exists()
     for phase in ("teacher", "baseline", "kd"):
         assert (run / "checkpoints" / f"{phase}.safetensors").exists()
