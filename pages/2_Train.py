@@ -42,8 +42,8 @@ if not jobs:
 if job is None:
     job = jobs[0]
     state.select_job(job.id)
-labels = {j.id: f"{j.spec.name} · {j.id} · submitted {time.strftime('%H:%M:%S', time.localtime(j.created))}"
-          for j in jobs}
+labels = {j.id: f"{j.spec.name} · {j.id}" + (f" · resumes run {j.resumes}" if j.resumes else "")
+          + f" · submitted {time.strftime('%H:%M:%S', time.localtime(j.created))}" for j in jobs}
 picked = st.selectbox("job", list(labels), index=list(labels).index(job.id), format_func=labels.get,
                       key=f"train-job-picker-{job.id}",
                       help="Every job of this server, newest first (jobs keep running when you leave the page).")

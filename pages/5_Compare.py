@@ -43,7 +43,7 @@ st.plotly_chart(overlay_figure(curves, metric=metric, phase=phase), key="cmp-ove
 
 # ---- stored runs that did not finish: resume from the last epoch checkpoint (kdcore.store) -------
 from kdcore.store.registry import open_registry  # noqa: E402
-from kdcore.store.resume import ResumeError, prepare_resume  # noqa: E402
+from kdcore.store.resume import ResumeError  # noqa: E402
 
 resumable = [r for r in open_registry(root).list() if r.resumable]
 if resumable:
@@ -53,13 +53,13 @@ if resumable:
                         format_func=lambda i: f"{i} — {by_id[i].status} in {by_id[i].phase or 'setup'}"
                                               f" (epoch {by_id[i].epoch or 0})")
     st.caption(by_id[pick].message or "")
-    if st.button("Resume", key="cmp-resume"):
+    if st.button("Resume", key="cmp-resume",
+                 help="Continues from the last epoch checkpoint as a background job: watch it on the Train page."):
         try:
-            exp = prepare_resume(pick, root)  # checks the checkpoint and claims the run, or explains why not
+            job = state.submit_resume(pick)  # checks the run and its checkpoint now, or explains why not
         except ResumeError as exc:
             st.error(str(exc))
         else:
-            import threading
-
-            threading.Thread(target=exp.run, name=f"kdlab-resume-{pick}", daemon=True).start()
-            st.success(f"Resuming {pick} in the background from its last checkpoint; it shows here when done.")
+            st.success(f"Resuming {pick} from its last checkpoint as job {job.id} "
+                       f"({job.status}{', queued behind the running jobs' if job.status == 'queued' else ''}).")
+            st.page_link("pages/2_Train.py", label="Watch it live on the Train page", icon=":material/monitoring:")

@@ -164,16 +164,57 @@ def test_compare_page_resume_button(tmp_path, monkeypatch, reference):
     exp.epoch_callbacks.append(lambda e, ph, ep, m: (_ for _ in ()).throw(Interrupt()) if ph == "kd" else None)
     with pytest.raises(Interrupt):
         exp.run()
-    at = AppTest.from_file(str(ROOT / "pages" / "5_Compare.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the entrypoint, for its page links
+    at.switch_page("pages/5_Compare.py")
     at.run()
     assert not at.exception
     assert at.selectbox(key="cmp-resume-pick").value == exp.run_id
     at.button(key="cmp-resume").click()
     at.run()
     assert not at.exception
+    assert "Resuming" in at.success[0].value  # queued as a job of the app's job manager
     reg = open_registry(tmp_path)
     deadline = time.time() + 300
-    while reg.get(exp.run_id).status == "running" and time.time() < deadline:
+    while reg.get(exp.run_id).status != "finished" and time.time() < deadline:
         time.sleep(0.5)
     rec = reg.get(exp.run_id)
     assert rec.status == "finished" and accuracies(rec.result) == accuracies(reference)
+    # the resumed run is a job like any other: the Train page shows it with its result table
+    train = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    train.switch_page("pages/2_Train.py")
+    train.session_state["job_id"] = at.session_state["job_id"]
+    for _ in range(60):  # the registry row is final a moment before the job object ends
+        train.run()
+        assert not train.exception
+        if len(train.dataframe):
+            break
+        time.sleep(0.5)
+    assert any("resume-me" in m.value and "finished" in m.value for m in train.markdown)
+    table = train.dataframe[0].value
+    assert len(table) >= 3  # teacher, baseline and KD student rows
+
+
+def test_job_manager_resume_queues_claims_at_start_and_streams_events(tmp_path, reference):
+    from kdcore.engine.jobs import JobManager
+
+    exp = Experiment(tiny_spec("resume-me"), run_root=tmp_path)
+    exp.epoch_callbacks.append(lambda e, ph, ep, m: (_ for _ in ()).throw(Interrupt()) if ph == "kd" else None)
+    with pytest.raises(Interrupt):
+        exp.run()
+    manager = JobManager(max_concurrent=1, run_root=tmp_path)
+    blocker = manager.submit(tiny_spec("blocker"))
+    blocker.pause()  # holds the only slot, so the resume job waits in the queue
+    job = manager.submit_resume(exp.run_id)
+    assert job.status == "queued" and job.resumes == exp.run_id and manager.queue_position(job) == 1
+    reg = open_registry(tmp_path)
+    assert reg.get(exp.run_id).status == "interrupted"  # not claimed while queued
+    blocker.stop()
+    assert job.wait(300)
+    snap = job.snapshot()
+    assert snap.status == "finished", snap.message
+    assert accuracies(snap.result) == accuracies(reference)
+    assert [e["phase"] for e in snap.events["PhaseStarted"]] == ["kd"]  # only the unfinished phase trains
+    assert snap.events["StepLosses"] and snap.run_dir == str(exp.run_dir)
+    assert reg.get(exp.run_id).status == "finished"
+    with pytest.raises(ResumeError, match="already finished"):
+        manager.submit_resume(exp.run_id)

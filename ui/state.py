@@ -110,6 +110,15 @@ def submit(spec: ExperimentSpec | None = None) -> Job:
     return job
 
 
+def submit_resume(run_id: str) -> Job:
+    """Queue the continuation of a stored run as a job of this tab (raises ``ResumeError``)."""
+    from kdcore.explain import AgreementCallback
+
+    job = get_manager().submit_resume(run_id, epoch_callbacks=[AgreementCallback(every=4)])
+    st.session_state[JOB_KEY] = job.id
+    return job
+
+
 def current_job() -> Job | None:
     return get_manager().get(st.session_state.get(JOB_KEY))
 

@@ -36,6 +36,7 @@ STATUSES = (QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED)
 DONE_STATUSES = (FINISHED, STOPPED, FAILED, DIVERGED)
 
 EpochCallback = Callable[[Any, str, int, Any], None]  # (experiment, phase, epoch, model)
+ExperimentFactory = Callable[[list], Any]  # subscribers -> kdcore.engine.experiment.Experiment
 
 
 def runs_dir() -> Path:
@@ -182,8 +183,12 @@ class Job:
 
     def __init__(self, job_id: str, spec: ExperimentSpec, manager: "JobManager",
                  epoch_callbacks: Iterable[EpochCallback] = (), subscribers: Iterable[Callable[[Event], None]] = (),
-                 buffer_cap: int = 4000):
+                 buffer_cap: int = 4000, factory: ExperimentFactory | None = None, resumes: str | None = None):
         self.id = job_id
+        # builds the Experiment when the job starts (default: a fresh run of ``spec``); a resumed
+        # run's factory claims the stored run then, so a queued resume does not hold the claim
+        self.factory = factory
+        self.resumes = resumes  # the stored run id this job continues, if any
         self.spec = spec
         self.manager = manager
         self.epoch_callbacks = list(epoch_callbacks)
@@ -316,7 +321,10 @@ class Job:
             if self._stop.is_set():
                 self._finish(STOPPED, "stopped before it started")
                 return
-            exp = Experiment(self.spec, [self._on_event], run_root=self.manager.run_root or runs_dir())
+            if self.factory is not None:
+                exp = self.factory([self._on_event])
+            else:
+                exp = Experiment(self.spec, [self._on_event], run_root=self.manager.run_root or runs_dir())
             exp.should_stop = self._should_stop
             exp.epoch_callbacks.extend(self.epoch_callbacks)
             self.experiment = exp
@@ -376,7 +384,8 @@ class JobManager:
         self._ids = itertools.count(1)
 
     def submit(self, spec: ExperimentSpec, epoch_callbacks: Iterable[EpochCallback] = (),
-               subscribers: Iterable[Callable[[Event], None]] = ()) -> Job:
+               subscribers: Iterable[Callable[[Event], None]] = (), factory: ExperimentFactory | None = None,
+               resumes: str | None = None) -> Job:
         """Queue ``spec``; it starts at once if fewer than ``max_concurrent`` jobs are running.
 
         ``epoch_callbacks`` are added to the experiment's (``fn(experiment, phase, epoch, model)``);
@@ -385,12 +394,25 @@ class JobManager:
             raise TypeError("submit expects an ExperimentSpec")
         with self._lock:
             job = Job(f"job-{next(self._ids)}-{int(time.time() * 1000) % 100000:05d}", spec, self,
-                      epoch_callbacks, subscribers, self.buffer_cap)
+                      epoch_callbacks, subscribers, self.buffer_cap, factory=factory, resumes=resumes)
             self._jobs[job.id] = job
             self._queue.append(job)
             self._prune()
             self._start_ready()
             return job
+
+    def submit_resume(self, run_id: str, epoch_callbacks: Iterable[EpochCallback] = ()) -> Job:
+        """Queue the continuation of a stored interrupted / stopped / failed run as a job, so it
+        shows live, obeys the concurrency cap and can be paused or stopped like any other.
+
+        Checks now that the run can be resumed (raises ``ResumeError`` with the reason); the run is
+        claimed when the job starts."""
+        from kdcore.store.resume import check_resumable, prepare_resume
+
+        root = self.run_root or runs_dir()
+        _, rec, spec = check_resumable(run_id, root)
+        return self.submit(spec, epoch_callbacks,
+                           factory=lambda subs: prepare_resume(rec.id, root, subscribers=subs), resumes=rec.id)
 
     def get(self, job_id: str | None) -> Job | None:
         with self._lock:

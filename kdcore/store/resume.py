@@ -260,13 +260,11 @@ def attach(cfg, run_dir: Path, resumer: Resumer | None) -> None:
 
 
 # ---- the entry points ---------------------------------------------------------------------
-def prepare_resume(run_id: str, root: str | Path | None = None, subscribers: list | None = None,
-                   stop_event=None):
-    """An :class:`Experiment` ready to continue run ``run_id`` (status set to running).
+def check_resumable(run_id: str, root: str | Path | None = None):
+    """``(registry, record, spec)`` of a run that can be resumed, without claiming it.
 
-    The app's Resume button runs ``prepare_resume(run_id).run()`` in its job thread (or calls
-    :func:`resume`). Raises :class:`ResumeError` with a clear message when it cannot."""
-    from kdcore.engine.experiment import Experiment
+    Raises :class:`ResumeError` with a clear message when it cannot (unknown id, wrong status,
+    unusable spec, corrupt checkpoint)."""
     from kdcore.spec import ExperimentSpec, SpecError
     from kdcore.store.registry import RESUMABLE, RunNotFound, open_registry
 
@@ -286,14 +284,27 @@ def prepare_resume(run_id: str, root: str | Path | None = None, subscribers: lis
         spec = ExperimentSpec.load(run_dir / "spec.yaml")
     except SpecError as exc:
         raise ResumeError(f"run {rec.id}: its spec.yaml is unusable: {exc}") from None
-    # validate the checkpoint before claiming the run, so a corrupt file gives a clear error
+    # validate the checkpoint before anyone claims the run, so a corrupt file gives a clear error
     if (run_dir / "checkpoints" / RESUME_FILE).is_file():
         read_resume(run_dir / "checkpoints" / RESUME_FILE)
+    return reg, rec, spec
+
+
+def prepare_resume(run_id: str, root: str | Path | None = None, subscribers: list | None = None,
+                   stop_event=None):
+    """An :class:`Experiment` ready to continue run ``run_id`` (status set to running).
+
+    The app's Resume button queues it as a job (``JobManager.submit_resume``), which calls this
+    when the job starts. Raises :class:`ResumeError` with a clear message when it cannot."""
+    from kdcore.engine.experiment import Experiment
+    from kdcore.store.registry import RESUMABLE
+
+    reg, rec, spec = check_resumable(run_id, root)
     if not reg.claim(rec.id, RESUMABLE):
         raise ResumeError(f"run {rec.id} is being resumed by another process")
     exp = Experiment(spec, subscribers, run_root=reg.root, stop_event=stop_event)
-    exp.run_dir = run_dir
-    exp.resumer = Resumer(run_dir)
+    exp.run_dir = Path(rec.run_dir)
+    exp.resumer = Resumer(exp.run_dir)
     return exp
 
 
