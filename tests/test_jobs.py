@@ -191,3 +191,32 @@ def test_decimating_buffer_is_bounded_and_spans_the_stream():
     assert len(gaps) == 1  # evenly spaced
     with pytest.raises(ValueError):
         DecimatingBuffer(1)
+
+
+def test_job_applies_threads_from_spec_or_manager(tmp_path, micro_spec):
+    import torch
+
+    seen: list[int] = []
+    record = lambda exp, phase, epoch, model: seen.append(torch.get_num_threads())  # noqa: E731 - job thread
+    m = JobManager(run_root=tmp_path, threads=1)
+    job = m.submit(micro_spec, epoch_callbacks=[record])  # train.threads unset: the manager's default applies
+    assert job.wait(120) and job.status == "finished", job.message
+    assert seen and set(seen) == {1}
+    seen.clear()
+    job2 = m.submit(micro_spec.with_overrides(["train.threads=2"]), epoch_callbacks=[record])  # the spec wins
+    assert job2.wait(120) and job2.status == "finished", job2.message
+    assert seen and set(seen) == {2}
+
+
+def test_ui_job_threads_default_and_env(monkeypatch):
+    import os
+
+    from kdcore.engine.jobs import ui_job_threads
+
+    monkeypatch.delenv("KDLAB_JOB_THREADS", raising=False)
+    assert ui_job_threads() == max(1, (os.cpu_count() or 1) - 1)  # one CPU left for the server
+    monkeypatch.setenv("KDLAB_JOB_THREADS", "3")
+    assert ui_job_threads() == 3
+    monkeypatch.setenv("KDLAB_JOB_THREADS", "zero")
+    with pytest.raises(ValueError, match="KDLAB_JOB_THREADS"):
+        ui_job_threads()

@@ -20,7 +20,7 @@ from typing import Any
 
 import streamlit as st
 
-from kdcore.engine.jobs import Job, JobManager
+from kdcore.engine.jobs import Job, JobManager, ui_job_threads
 from kdcore.presets import DEFAULT_PRESET, PRESETS, load_preset
 from kdcore.spec import ExperimentSpec, SpecError, validate_spec
 
@@ -45,8 +45,9 @@ def preset_spec(name: str) -> ExperimentSpec:
 
 @st.cache_resource(show_spinner=False)
 def get_manager() -> JobManager:
-    """The process-wide job manager (cap from ``$KDLAB_MAX_JOBS``, run folders in ``$KDLAB_RUNS_DIR``)."""
-    return JobManager()
+    """The process-wide job manager (cap from ``$KDLAB_MAX_JOBS``, run folders in ``$KDLAB_RUNS_DIR``,
+    torch threads per job from ``$KDLAB_JOB_THREADS``, default: all CPUs but one, for the UI)."""
+    return JobManager(threads=ui_job_threads())
 
 
 # ---- the current spec ---------------------------------------------------------------------

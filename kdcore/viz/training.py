@@ -13,6 +13,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
+from kdcore.viz import fast
+
 PHASE_COLORS = {"teacher": "#495057", "baseline": "#F08C00", "kd": "#4C6EF5", "ard": "#2F9E44", "prune": "#AE3EC9"}
 PALETTE = ["#4C6EF5", "#F03E3E", "#2F9E44", "#F08C00", "#AE3EC9", "#1098AD", "#E64980", "#5C940D", "#495057",
            "#D9480F"]
@@ -41,15 +43,6 @@ def ema(values: Sequence[float], smoothing: float) -> list[float]:
     return out
 
 
-def _layout(fig: go.Figure, title: str, xaxis: str, yaxis: str, uirevision: str, height: int = 340) -> go.Figure:
-    fig.update_layout(
-        title=title, xaxis_title=xaxis, yaxis_title=yaxis, uirevision=uirevision, height=height,
-        margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
-        template="plotly_white",
-    )
-    return fig
-
-
 def _phase_offsets(steps: Iterable[Mapping[str, Any]]) -> tuple[dict[str, int], list[str]]:
     """x offset of each phase so the whole run reads left to right on one step axis."""
     order: list[str] = []
@@ -71,7 +64,6 @@ def loss_terms_figure(steps: Sequence[Mapping[str, Any]], smoothing: float = 0.6
     """Every named loss term (and the weighted total) per optimiser step, phases side by side.
 
     Raw values are drawn faint, the EMA-smoothed curve solid (``smoothing`` = 0 shows raw only)."""
-    fig = go.Figure()
     offsets, order = _phase_offsets(steps)
     series: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
     for e in steps:
@@ -82,60 +74,63 @@ def loss_terms_figure(steps: Sequence[Mapping[str, Any]], smoothing: float = 0.6
             ys.append(float(value))
     term_names = sorted({t for _, t in series}, key=lambda t: (t == "total", t))
     colors = {t: PALETTE[i % len(PALETTE)] for i, t in enumerate(term_names)}
+    terms_per_phase: dict[str, int] = {}
+    for p, _ in series:
+        terms_per_phase[p] = terms_per_phase.get(p, 0) + 1
+    traces: list[dict[str, Any]] = []
     shown: set[str] = set()
     for (phase, term), (xs, ys) in series.items():
-        if term == "total" and len([t for p, t in series if p == phase]) == 2:
+        if term == "total" and terms_per_phase[phase] == 2:
             continue  # a single term: the total is the same curve
         color = colors[term] if term != "total" else "#212529"
-        group = term
         if smoothing > 0:
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=color, width=1), opacity=0.25,
-                                     legendgroup=group, showlegend=False, hoverinfo="skip",
-                                     name=f"{term} raw ({phase})"))
-        fig.add_trace(go.Scatter(x=xs, y=ema(ys, smoothing), mode="lines", line=dict(color=color, width=2),
-                                 legendgroup=group, showlegend=term not in shown, name=term,
-                                 customdata=[phase] * len(xs),
-                                 hovertemplate=f"{term}<br>phase %{{customdata}}<br>step %{{x}}<br>%{{y:.4g}}"
-                                               "<extra></extra>"))
+            traces.append(fast.scatter(x=xs, y=ys, mode="lines", line={"color": color, "width": 1}, opacity=0.25,
+                                       legendgroup=term, showlegend=False, hoverinfo="skip",
+                                       name=f"{term} raw ({phase})"))
+        traces.append(fast.scatter(x=xs, y=ema(ys, smoothing), mode="lines", line={"color": color, "width": 2},
+                                   legendgroup=term, showlegend=term not in shown, name=term,
+                                   customdata=[phase] * len(xs),
+                                   hovertemplate=f"{term}<br>phase %{{customdata}}<br>step %{{x}}<br>%{{y:.4g}}"
+                                                 "<extra></extra>"))
         shown.add(term)
-    for p in order:
-        fig.add_vline(x=offsets[p], line=dict(color="#adb5bd", dash="dot", width=1))
-        fig.add_annotation(x=offsets[p], y=0.99, yref="paper", text=p, showarrow=False, xanchor="left",
-                           yanchor="top", font=dict(size=11, color=phase_color(p)))
-    _layout(fig, "Loss terms per step", "optimiser step (phases in order)", "loss", uirevision)
+    lay = fast.layout("Loss terms per step", "optimiser step (phases in order)", "loss", uirevision,
+                      shapes=[fast.vline(offsets[p], color="#adb5bd", dash="dot", width=1) for p in order],
+                      annotations=[{"x": offsets[p], "y": 0.99, "yref": "paper", "text": p, "showarrow": False,
+                                    "xanchor": "left", "yanchor": "top",
+                                    "font": {"size": 11, "color": phase_color(p)}} for p in order])
     if log_y:
-        fig.update_yaxes(type="log")
-    return fig
+        lay["yaxis"]["type"] = "log"
+    return fast.figure(traces, lay)
 
 
 def accuracy_figure(epochs: Sequence[Mapping[str, Any]], result: Mapping[str, Any] | None = None,
                     uirevision: str = "accuracy") -> go.Figure:
     """Validation accuracy per epoch for teacher, baseline student and KD student on one chart
     (train accuracy dotted); with a ``result``, each phase's final test accuracy as a marker."""
-    fig = go.Figure()
+    traces: list[dict[str, Any]] = []
     by_phase: dict[str, list[Mapping[str, Any]]] = {}
     for e in epochs:
         by_phase.setdefault(e["phase"], []).append(e)
     for i, (phase, rows) in enumerate(by_phase.items()):
         color = phase_color(phase, i)
         xs = [r["epoch"] for r in rows]
-        fig.add_trace(go.Scatter(x=xs, y=[100 * r["val_acc"] for r in rows], mode="lines+markers",
-                                 name=f"{phase} (val)", line=dict(color=color, width=2), legendgroup=phase))
-        fig.add_trace(go.Scatter(x=xs, y=[100 * r["train_acc"] for r in rows], mode="lines",
-                                 name=f"{phase} (train)", line=dict(color=color, width=1, dash="dot"),
-                                 legendgroup=phase, opacity=0.7))
+        traces.append(fast.scatter(x=xs, y=[100 * r["val_acc"] for r in rows], mode="lines+markers",
+                                   name=f"{phase} (val)", line={"color": color, "width": 2}, legendgroup=phase))
+        traces.append(fast.scatter(x=xs, y=[100 * r["train_acc"] for r in rows], mode="lines",
+                                   name=f"{phase} (train)", line={"color": color, "width": 1, "dash": "dot"},
+                                   legendgroup=phase, opacity=0.7))
     if result:
         for i, (phase, r) in enumerate((result.get("phases") or {}).items()):
             if r.get("test_acc") is None:
                 continue
             x = r.get("best_epoch") or 0
-            fig.add_trace(go.Scatter(x=[x], y=[100 * r["test_acc"]], mode="markers", legendgroup=phase,
-                                     marker=dict(symbol="star", size=14, color=phase_color(phase, i)),
-                                     name=f"{phase} test (best-val epoch)"))
-    _layout(fig, "Accuracy per epoch", "epoch", "accuracy (%)", uirevision, height=380)
-    fig.update_layout(legend=dict(orientation="v", x=1.02, y=1.0, yanchor="top", xanchor="left"))
-    fig.update_yaxes(rangemode="tozero")
-    return fig
+            traces.append(fast.scatter(x=[x], y=[100 * r["test_acc"]], mode="markers", legendgroup=phase,
+                                       marker={"symbol": "star", "size": 14, "color": phase_color(phase, i)},
+                                       name=f"{phase} test (best-val epoch)"))
+    lay = fast.layout("Accuracy per epoch", "epoch", "accuracy (%)", uirevision, height=380,
+                      legend={"orientation": "v", "x": 1.02, "y": 1.0, "yanchor": "top", "xanchor": "left"})
+    lay["yaxis"]["rangemode"] = "tozero"
+    return fast.figure(traces, lay)
 
 
 def uses_adaptive_strategy(steps: Sequence[Mapping[str, Any]]) -> bool:
@@ -163,7 +158,6 @@ def strategy_figure(steps: Sequence[Mapping[str, Any]], phases: Iterable[str] | 
     keep = set(phases) if phases is not None else {e["phase"] for e in steps if e.get("temperature") is not None}
     rows = [e for e in steps if e["phase"] in keep]
     offsets, order = _phase_offsets(rows)
-    fig = go.Figure()
     weights: dict[str, tuple[list[int], list[float]]] = {}
     temps: tuple[list[int], list[float]] = ([], [])
     for e in rows:
@@ -175,47 +169,44 @@ def strategy_figure(steps: Sequence[Mapping[str, Any]], phases: Iterable[str] | 
         if e.get("temperature") is not None:
             temps[0].append(x)
             temps[1].append(float(e["temperature"]))
-    for i, (k, (xs, ys)) in enumerate(sorted(weights.items())):
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"weight {k}",
-                                 line=dict(color=PALETTE[i % len(PALETTE)], width=2)))
+    traces = [fast.scatter(x=xs, y=ys, mode="lines", name=f"weight {k}",
+                           line={"color": PALETTE[i % len(PALETTE)], "width": 2})
+              for i, (k, (xs, ys)) in enumerate(sorted(weights.items()))]
     if temps[0]:
-        fig.add_trace(go.Scatter(x=temps[0], y=temps[1], mode="lines", name="temperature T", yaxis="y2",
-                                 line=dict(color="#212529", width=2, dash="dash")))
-    _layout(fig, "Loss weights and temperature", "optimiser step (" + ", ".join(order) + ")", "effective weight",
-            uirevision)
-    fig.update_layout(yaxis2=dict(title="temperature", overlaying="y", side="right", rangemode="tozero"))
-    return fig
+        traces.append(fast.scatter(x=temps[0], y=temps[1], mode="lines", name="temperature T", yaxis="y2",
+                                   line={"color": "#212529", "width": 2, "dash": "dash"}))
+    return fast.figure(traces, fast.layout(
+        "Loss weights and temperature", "optimiser step (" + ", ".join(order) + ")", "effective weight", uirevision,
+        yaxis2={"title": {"text": "temperature"}, "overlaying": "y", "side": "right", "rangemode": "tozero"}))
 
 
 def lr_figure(steps: Sequence[Mapping[str, Any]], uirevision: str = "lr") -> go.Figure:
     """Learning rate per step for every phase (cosine annealing within each phase)."""
     offsets, order = _phase_offsets(steps)
-    fig = go.Figure()
     by_phase: dict[str, tuple[list[int], list[float]]] = {}
     for e in steps:
         xs, ys = by_phase.setdefault(e["phase"], ([], []))
         xs.append(offsets[e["phase"]] + int(e["step"]))
         ys.append(float(e["lr"]))
-    for i, (phase, (xs, ys)) in enumerate(by_phase.items()):
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=phase, line=dict(color=phase_color(phase, i))))
-    _layout(fig, "Learning rate", "optimiser step (phases in order)", "learning rate", uirevision, height=260)
-    return fig
+    traces = [fast.scatter(x=xs, y=ys, mode="lines", name=phase, line={"color": phase_color(phase, i)})
+              for i, (phase, (xs, ys)) in enumerate(by_phase.items())]
+    return fast.figure(traces, fast.layout("Learning rate", "optimiser step (phases in order)", "learning rate",
+                                           uirevision, height=260))
 
 
 def overlay_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], metric: str = "val_acc", phase: str = "kd",
                    uirevision: str = "overlay") -> go.Figure:
     """One curve per run: ``metric`` of ``EpochMetrics`` events of ``phase`` against the epoch."""
-    fig = go.Figure()
     pct = metric.endswith("acc")
+    traces = []
     for i, (label, events) in enumerate(runs.items()):
         rows = [e for e in events if e.get("kind", "EpochMetrics") == "EpochMetrics" and e.get("phase") == phase
                 and metric in e]
-        if not rows:
-            continue
-        fig.add_trace(go.Scatter(x=[r["epoch"] for r in rows], y=[(100 if pct else 1) * r[metric] for r in rows],
-                                 mode="lines+markers", name=label, line=dict(color=PALETTE[i % len(PALETTE)])))
-    _layout(fig, f"{metric} of phase '{phase}' per epoch", "epoch", metric + (" (%)" if pct else ""), uirevision)
-    return fig
+        if rows:
+            traces.append(fast.scatter(x=[r["epoch"] for r in rows], y=[(100 if pct else 1) * r[metric] for r in rows],
+                                       mode="lines+markers", name=label, line={"color": PALETTE[i % len(PALETTE)]}))
+    return fast.figure(traces, fast.layout(f"{metric} of phase '{phase}' per epoch", "epoch",
+                                           metric + (" (%)" if pct else ""), uirevision))
 
 
 # ---- result -------------------------------------------------------------------------------
