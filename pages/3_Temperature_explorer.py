@@ -4,10 +4,15 @@ loss and its gradient, on a real sample with real trained models — no training
 from __future__ import annotations
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
-from kdcore.viz import hard_vs_soft_figure, kd_quantities, softmax_bars_figure, softmax_t, temperature_curves_figure
+from kdcore.viz import (
+    gradient_split_figure,
+    hard_vs_soft_figure,
+    kd_quantities,
+    softmax_bars_figure,
+    temperature_curves_figure,
+)
 from ui import state
 from ui.models import BUNDLED, load_models, logits_for, model_sources
 from ui.preview import show_sample
@@ -70,14 +75,7 @@ def temperature_view() -> None:
     st.plotly_chart(hard_vs_soft_figure(label, zt, T, names), key="tx-hard-soft")
     if zs is not None:
         st.subheader("Where the student's gradient comes from")
-        ce_grad = (1 - alpha) * (softmax_t(zs, 1.0) - np.eye(len(names))[label])
-        kd_grad = alpha * T * (softmax_t(zs, T) - softmax_t(zt, T))
-        fig = go.Figure()
-        fig.add_trace(go.Bar(x=names, y=ce_grad, name="(1−α)·∂CE/∂z_s", marker_color="#495057"))
-        fig.add_trace(go.Bar(x=names, y=kd_grad, name="α·∂(T²KL)/∂z_s", marker_color="#4C6EF5"))
-        fig.update_layout(barmode="group", height=300, template="plotly_white", uirevision="tx-grad",
-                          xaxis_title="class", yaxis_title="gradient on the student's logit",
-                          margin=dict(l=50, r=20, t=30, b=40))
+        fig = gradient_split_figure(zs, zt, label, T, alpha, names)
         st.plotly_chart(fig, key="tx-grad")
         st.caption("Negative bars push a logit up. CE only pushes the true class; KD also shapes the wrong "
                    "classes toward the teacher's relative preferences.")

@@ -13,6 +13,7 @@ from kdcore.viz import (
     accuracy_figure,
     aggregate_results,
     ema,
+    gradient_split_figure,
     hard_vs_soft_figure,
     kd_quantities,
     loss_terms_figure,
@@ -158,6 +159,22 @@ def test_teaching_figures():
     assert len(kd.x) == 120 and curves.layout.xaxis.type == "log"
     marker = next(t for t in curves.data if t.name == "T = 3")
     assert list(marker.x) == [3.0, 3.0]
+    assert curves.layout.xaxis2.type == "log" and hs.layout.yaxis2.matches == "y"  # two panels, shared y
+    with pytest.raises(ValueError, match="temperature"):
+        kd_quantities(zt, zs, [1.0, 0.0])
+
+
+def test_gradient_split_matches_autograd():
+    """The explorer's bars: (1−α)·∂CE/∂z_s and α·∂(T²·KL)/∂z_s, against torch autograd."""
+    zt, zs, label, t, alpha = [4.0, 1.0, -2.0], [2.0, 1.5, -1.0], 2, 3.0, 0.7
+    fig = gradient_split_figure(zs, zt, label, t, alpha, ["a", "b", "c"])
+    s = torch.tensor(zs, requires_grad=True)
+    F.cross_entropy(s[None], torch.tensor([label])).mul(1 - alpha).backward()
+    assert list(fig.data[0].y) == pytest.approx(s.grad.tolist(), rel=1e-6)
+    s.grad = None
+    kl = F.kl_div(F.log_softmax(s / t, 0), F.softmax(torch.tensor(zt) / t, 0), reduction="sum")
+    (alpha * t * t * kl).backward()
+    assert list(fig.data[1].y) == pytest.approx(s.grad.tolist(), rel=1e-5)
 
 
 def test_aggregate_results_over_seeds():
@@ -180,6 +197,10 @@ def test_aggregate_results_over_seeds():
     lambda: strategy_figure(STEPS),
     lambda: lr_figure(STEPS),
     lambda: overlay_figure({"a": EPOCHS, "b": EPOCHS}, metric="val_acc", phase="kd"),
+    lambda: softmax_bars_figure([4.0, 1.0, -2.0], [2.0, 1.5, -1.0], 4.0, ["a", "b", "c"], label=0),
+    lambda: hard_vs_soft_figure(1, [4.0, 1.0, -2.0], 2.0, ["a", "b", "c"]),
+    lambda: temperature_curves_figure([4.0, 1.0, -2.0], [2.0, 1.5, -1.0], 3.0),
+    lambda: gradient_split_figure([2.0, 1.5, -1.0], [4.0, 1.0, -2.0], 0, 3.0, 0.9, ["a", "b", "c"]),
 ])
 def test_live_figures_are_valid_plotly(build):
     """The live charts are built from dicts without plotly's validation (kdcore.viz.fast: ~8×

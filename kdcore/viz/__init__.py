@@ -18,6 +18,7 @@ from kdcore.viz.training import (
     verdict,
 )
 from kdcore.viz.teaching import (
+    gradient_split_figure,
     hard_vs_soft_figure,
     kd_quantities,
     softmax_bars_figure,
@@ -26,7 +27,7 @@ from kdcore.viz.teaching import (
 )
 
 __all__ = [
-    "accuracy_figure", "aggregate_results", "ema", "hard_vs_soft_figure", "kd_quantities", "loss_terms_figure", "lr_figure",
+    "accuracy_figure", "aggregate_results", "ema", "gradient_split_figure", "hard_vs_soft_figure", "kd_quantities", "loss_terms_figure", "lr_figure",
     "overlay_figure", "result_table", "softmax_bars_figure", "softmax_t", "strategy_figure",
     "temperature_curves_figure", "uses_adaptive_strategy", "verdict",
 ]

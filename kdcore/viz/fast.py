@@ -33,15 +33,18 @@ def vline(x: float, **line: Any) -> dict[str, Any]:
     return {"type": "line", "xref": "x", "yref": "y domain", "x0": x, "x1": x, "y0": 0, "y1": 1, "line": line}
 
 
-def layout(title: str, xaxis: str, yaxis: str, uirevision: str, height: int = 340,
+def layout(title: str | None, x_title: str | None, y_title: str | None, uirevision: str, height: int = 340,
            template: str = "plotly_white", **more: Any) -> dict[str, Any]:
-    """The shared layout of KD Lab's charts; ``more`` adds or overrides top-level keys."""
+    """The shared layout of KD Lab's charts (``None`` leaves a title out); ``more`` adds or
+    overrides top-level keys."""
     out: dict[str, Any] = {
-        "title": {"text": title}, "xaxis": {"title": {"text": xaxis}}, "yaxis": {"title": {"text": yaxis}},
         "uirevision": uirevision, "height": height, "margin": {"l": 50, "r": 20, "t": 50, "b": 40},
         "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
         "template": _template(template),
     }
+    for key, text in (("title", title), ("xaxis", x_title), ("yaxis", y_title)):
+        if text is not None:
+            out[key] = {"text": text} if key == "title" else {"title": {"text": text}}
     out.update(more)
     return out
 

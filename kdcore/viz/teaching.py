@@ -17,7 +17,8 @@ from typing import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+
+from kdcore.viz import fast
 
 TEACHER_COLOR, STUDENT_COLOR, HARD_COLOR = "#4C6EF5", "#F08C00", "#495057"
 
@@ -36,26 +37,34 @@ def kd_quantities(teacher_logits: Sequence[float], student_logits: Sequence[floa
                   temperatures: Sequence[float]) -> dict[str, np.ndarray]:
     """For one sample and each T: KL(p_t^T‖p_s^T), the KD loss T²·KL, the L2 norm of the KD gradient
     w.r.t. the student logits with (T‖p_s−p_t‖) and without (‖p_s−p_t‖/T) the T² factor, and the
-    teacher's entropy (nats) — how "soft" its targets are."""
-    ts = np.asarray(temperatures, dtype=np.float64)
-    out = {k: np.empty_like(ts) for k in ("kl", "kd_loss", "grad_norm", "grad_norm_no_t2", "teacher_entropy")}
-    for i, t in enumerate(ts):
-        pt, ps = softmax_t(teacher_logits, t), softmax_t(student_logits, t)
-        kl = float(np.sum(pt * (np.log(np.clip(pt, 1e-300, None)) - np.log(np.clip(ps, 1e-300, None)))))
-        diff = np.linalg.norm(ps - pt)
-        out["kl"][i] = kl
-        out["kd_loss"][i] = t * t * kl
-        out["grad_norm"][i] = t * diff
-        out["grad_norm_no_t2"][i] = diff / t
-        out["teacher_entropy"][i] = float(-np.sum(pt * np.log(np.clip(pt, 1e-300, None))))
-    return out
+    teacher's entropy (nats) — how "soft" its targets are. Vectorised over T."""
+    ts = np.asarray(temperatures, dtype=np.float64).reshape(-1)
+    if np.any(ts <= 0):
+        raise ValueError(f"temperature must be > 0, got {ts.min()}")
+    zt = np.asarray(teacher_logits, dtype=np.float64)[None, :] / ts[:, None]
+    zs = np.asarray(student_logits, dtype=np.float64)[None, :] / ts[:, None]
+    log_pt = zt - zt.max(1, keepdims=True)
+    log_pt -= np.log(np.exp(log_pt).sum(1, keepdims=True))
+    log_ps = zs - zs.max(1, keepdims=True)
+    log_ps -= np.log(np.exp(log_ps).sum(1, keepdims=True))
+    pt, ps = np.exp(log_pt), np.exp(log_ps)
+    kl = np.sum(pt * (log_pt - log_ps), axis=1)
+    diff = np.linalg.norm(ps - pt, axis=1)
+    return {"kl": kl, "kd_loss": ts * ts * kl, "grad_norm": ts * diff, "grad_norm_no_t2": diff / ts,
+            "teacher_entropy": -np.sum(pt * log_pt, axis=1)}
 
 
-def _style(fig: go.Figure, title: str, uirevision: str, height: int = 330) -> go.Figure:
-    fig.update_layout(title=title, uirevision=uirevision, height=height, template="plotly_white",
-                      margin=dict(l=50, r=20, t=50, b=40),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0))
-    return fig
+def _two_panels(titles: tuple[str, str], gap: float = 0.1) -> dict:
+    """Layout keys of a 1×2 subplot grid (what ``make_subplots(rows=1, cols=2)`` builds)."""
+    half = (1 - gap) / 2
+    doms = ([0.0, half], [1 - half, 1.0])
+    return {
+        "xaxis": {"domain": doms[0], "anchor": "y"}, "yaxis": {"anchor": "x"},
+        "xaxis2": {"domain": doms[1], "anchor": "y2"}, "yaxis2": {"anchor": "x2"},
+        "annotations": [{"text": t, "x": sum(d) / 2, "y": 1.0, "xref": "paper", "yref": "paper",
+                         "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 14}}
+                        for t, d in zip(titles, doms)],
+    }
 
 
 def softmax_bars_figure(teacher_logits: Sequence[float], student_logits: Sequence[float] | None,
@@ -64,18 +73,18 @@ def softmax_bars_figure(teacher_logits: Sequence[float], student_logits: Sequenc
     """Teacher (and student) class probabilities at temperature T as grouped bars; the true class is
     marked."""
     names = [str(c) for c in class_names]
-    fig = go.Figure()
-    fig.add_trace(go.Bar(x=names, y=softmax_t(teacher_logits, temperature), name=f"teacher, T={temperature:g}",
-                         marker_color=TEACHER_COLOR))
+    traces = [{"type": "bar", "x": names, "y": softmax_t(teacher_logits, temperature).tolist(),
+               "name": f"teacher, T={temperature:g}", "marker": {"color": TEACHER_COLOR}}]
     if student_logits is not None:
-        fig.add_trace(go.Bar(x=names, y=softmax_t(student_logits, temperature),
-                             name=f"student, T={temperature:g}", marker_color=STUDENT_COLOR))
+        traces.append({"type": "bar", "x": names, "y": softmax_t(student_logits, temperature).tolist(),
+                       "name": f"student, T={temperature:g}", "marker": {"color": STUDENT_COLOR}})
+    notes = []
     if label is not None:
-        fig.add_annotation(x=names[label], y=1.0, yref="paper", text="true class", showarrow=True, arrowhead=2,
-                           ax=0, ay=-20, font=dict(size=11))
-    _style(fig, f"Softmax at T = {temperature:g}", uirevision)
-    fig.update_layout(barmode="group", xaxis_title="class", yaxis_title="probability", yaxis_range=[0, 1.05])
-    return fig
+        notes.append({"x": names[label], "y": 1.0, "yref": "paper", "text": "true class", "showarrow": True,
+                      "arrowhead": 2, "ax": 0, "ay": -20, "font": {"size": 11}})
+    return fast.figure(traces, fast.layout(
+        f"Softmax at T = {temperature:g}", None, None, uirevision, barmode="group", annotations=notes,
+        xaxis={"title": {"text": "class"}}, yaxis={"title": {"text": "probability"}, "range": [0, 1.05]}))
 
 
 def hard_vs_soft_figure(label: int, teacher_logits: Sequence[float], temperature: float,
@@ -83,17 +92,19 @@ def hard_vs_soft_figure(label: int, teacher_logits: Sequence[float], temperature
     """Side by side: the hard target (one-hot label, what CE learns from) and the teacher's soft
     target at T (what KD learns from: the relative sizes of the wrong classes — "dark knowledge")."""
     names = [str(c) for c in class_names]
-    hard = np.zeros(len(names))
+    hard = [0.0] * len(names)
     hard[label] = 1.0
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True,
-                        subplot_titles=("hard target (CE)", f"soft target, teacher at T={temperature:g} (KD)"))
-    fig.add_trace(go.Bar(x=names, y=hard, marker_color=HARD_COLOR, name="hard"), row=1, col=1)
-    fig.add_trace(go.Bar(x=names, y=softmax_t(teacher_logits, temperature), marker_color=TEACHER_COLOR,
-                         name="soft"), row=1, col=2)
-    _style(fig, "Hard vs soft targets", uirevision, height=300)
-    fig.update_layout(showlegend=False, yaxis_range=[0, 1.05])
-    fig.update_yaxes(title_text="probability", row=1, col=1)
-    return fig
+    traces = [
+        {"type": "bar", "x": names, "y": hard, "marker": {"color": HARD_COLOR}, "name": "hard",
+         "xaxis": "x", "yaxis": "y"},
+        {"type": "bar", "x": names, "y": softmax_t(teacher_logits, temperature).tolist(),
+         "marker": {"color": TEACHER_COLOR}, "name": "soft", "xaxis": "x2", "yaxis": "y2"},
+    ]
+    lay = fast.layout("Hard vs soft targets", None, None, uirevision, height=300, showlegend=False,
+                  **_two_panels(("hard target (CE)", f"soft target, teacher at T={temperature:g} (KD)"), gap=0.04))
+    lay["yaxis"].update(title={"text": "probability"}, range=[0, 1.05])
+    lay["yaxis2"].update(matches="y", showticklabels=False)  # shared y axis
+    return fast.figure(traces, lay)
 
 
 def temperature_curves_figure(teacher_logits: Sequence[float], student_logits: Sequence[float],
@@ -104,19 +115,40 @@ def temperature_curves_figure(teacher_logits: Sequence[float], student_logits: S
     ts = np.geomspace(t_min, t_max, points)
     q = kd_quantities(teacher_logits, student_logits, ts)
     now = kd_quantities(teacher_logits, student_logits, [current_t])
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss vs T", "gradient scale on student logits vs T"))
-    fig.add_trace(go.Scatter(x=ts, y=q["kl"], name="KL(p_t‖p_s)", line=dict(color=TEACHER_COLOR)), row=1, col=1)
-    fig.add_trace(go.Scatter(x=ts, y=q["kd_loss"], name="T²·KL (KD loss)", line=dict(color=STUDENT_COLOR)),
-                  row=1, col=1)
-    fig.add_trace(go.Scatter(x=ts, y=q["grad_norm"], name="‖∂(T²KL)/∂z_s‖ = T‖p_s−p_t‖",
-                             line=dict(color="#2F9E44")), row=1, col=2)
-    fig.add_trace(go.Scatter(x=ts, y=q["grad_norm_no_t2"], name="without T²: ‖p_s−p_t‖/T",
-                             line=dict(color="#868E96", dash="dash")), row=1, col=2)
-    for col, keys in ((1, ("kl", "kd_loss")), (2, ("grad_norm", "grad_norm_no_t2"))):
-        fig.add_trace(go.Scatter(x=[current_t] * 2, y=[float(now[k][0]) for k in keys], mode="markers",
-                                 marker=dict(color="#212529", size=9), name=f"T = {current_t:g}",
-                                 showlegend=col == 1), row=1, col=col)
-        fig.add_vline(x=current_t, line=dict(color="#adb5bd", dash="dot"), row=1, col=col)
-    _style(fig, "How T changes the KD signal", uirevision, height=360)
-    fig.update_xaxes(type="log", title_text="temperature T")
-    return fig
+    x = ts.tolist()
+
+    def curve(key: str, name: str, panel: str, **line) -> dict:
+        return fast.scatter(x=x, y=q[key].tolist(), name=name, line=line, xaxis=f"x{panel}", yaxis=f"y{panel}")
+
+    traces = [
+        curve("kl", "KL(p_t‖p_s)", "", color=TEACHER_COLOR),
+        curve("kd_loss", "T²·KL (KD loss)", "", color=STUDENT_COLOR),
+        curve("grad_norm", "‖∂(T²KL)/∂z_s‖ = T‖p_s−p_t‖", "2", color="#2F9E44"),
+        curve("grad_norm_no_t2", "without T²: ‖p_s−p_t‖/T", "2", color="#868E96", dash="dash"),
+    ]
+    lay = fast.layout("How T changes the KD signal", None, None, uirevision, height=360,
+                  **_two_panels(("loss vs T", "gradient scale on student logits vs T")))
+    for panel, keys in (("", ("kl", "kd_loss")), ("2", ("grad_norm", "grad_norm_no_t2"))):
+        traces.append(fast.scatter(x=[current_t] * 2, y=[float(now[k][0]) for k in keys], mode="markers",
+                                   marker={"color": "#212529", "size": 9}, name=f"T = {current_t:g}",
+                                   showlegend=panel == "", xaxis=f"x{panel}", yaxis=f"y{panel}"))
+        lay[f"xaxis{panel}"].update(type="log", title={"text": "temperature T"})
+    lay["shapes"] = [dict(fast.vline(current_t, color="#adb5bd", dash="dot"), xref=f"x{p}", yref=f"y{p} domain")
+                     for p in ("", "2")]
+    return fast.figure(traces, lay)
+
+
+def gradient_split_figure(zs: Sequence[float], zt: Sequence[float], label: int, temperature: float, alpha: float,
+                          class_names: Sequence[str], uirevision: str = "tx-grad") -> go.Figure:
+    """Per class, the two parts of the gradient on the student's logits:
+    (1−α)·∂CE/∂z_s = (1−α)(p_s − y) and α·∂(T²KL)/∂z_s = α·T·(p_s^T − p_t^T)."""
+    names = [str(c) for c in class_names]
+    onehot = np.eye(len(names))[label]
+    ce_grad = (1 - alpha) * (softmax_t(zs, 1.0) - onehot)
+    kd_grad = alpha * temperature * (softmax_t(zs, temperature) - softmax_t(zt, temperature))
+    traces = [{"type": "bar", "x": names, "y": ce_grad.tolist(), "name": "(1−α)·∂CE/∂z_s",
+               "marker": {"color": "#495057"}},
+              {"type": "bar", "x": names, "y": kd_grad.tolist(), "name": "α·∂(T²KL)/∂z_s",
+               "marker": {"color": "#4C6EF5"}}]
+    return fast.figure(traces, fast.layout(None, "class", "gradient on the student's logit", uirevision, height=300,
+                                           barmode="group", margin={"l": 50, "r": 20, "t": 30, "b": 40}))
