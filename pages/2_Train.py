@@ -109,7 +109,8 @@ def live(job_id: str) -> None:
     if snap.steps:
         if uses_adaptive_strategy(snap.steps):
             st.plotly_chart(strategy_figure(snap.steps), key="train-strategy")
-        with st.expander("Learning rate", expanded=False):
+        # a toggle, not a collapsed expander: a hidden chart would still be sent and redrawn every poll
+        if st.toggle("show the learning rate", value=False, key="train-show-lr"):
             st.plotly_chart(lr_figure(snap.steps), key="train-lr")
 
     if snap.done:

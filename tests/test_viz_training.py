@@ -212,3 +212,18 @@ def test_live_figures_are_valid_plotly(build):
     checked = go.Figure(fig.to_dict())  # raises ValueError on an unknown or invalid property
     assert checked.layout.template.layout.paper_bgcolor == "white"  # plotly_white resolved to the object
     assert len(checked.data) == len(fig.data) and checked.layout.uirevision == fig.layout.uirevision
+
+
+def test_long_runs_are_thinned_for_the_browser_after_smoothing():
+    from kdcore.viz.training import MAX_POINTS, thin
+
+    xs, ys = thin(list(range(1000)), [float(i) for i in range(1000)], 5)
+    assert xs == [0, 250, 500, 749, 999] and ys == [0.0, 250.0, 500.0, 749.0, 999.0]  # ends kept, even spread
+    assert thin([1, 2], [3, 4], 5) == ([1, 2], [3, 4])
+    steps = [step("kd", i, {"ce": 1.0 + (i % 2), "kd": 0.5}, {"ce": 0.1, "kd": 0.9}, t=4.0) for i in range(3000)]
+    fig = loss_terms_figure(steps, smoothing=0.9)
+    assert fig.data and all(len(t.x) <= MAX_POINTS for t in fig.data)
+    smooth_ce = next(t for t in fig.data if t.name == "ce")
+    full = ema([1.0 + (i % 2) for i in range(3000)], 0.9)
+    assert smooth_ce.x[-1] == 2999 and smooth_ce.y[-1] == pytest.approx(full[-1])  # smoothed on every step
+    assert all(len(t.x) <= MAX_POINTS for t in lr_figure(steps).data + strategy_figure(steps).data)

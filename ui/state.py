@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 import streamlit as st
 
-from kdcore.engine.jobs import Job, JobManager, ui_job_threads
+from kdcore.engine.jobs import Job, JobManager, ui_job_threads, ui_switch_interval_s
 from kdcore.presets import DEFAULT_PRESET, PRESETS, load_preset
 from kdcore.spec import ExperimentSpec, SpecError, validate_spec
 
@@ -46,7 +47,11 @@ def preset_spec(name: str) -> ExperimentSpec:
 @st.cache_resource(show_spinner=False)
 def get_manager() -> JobManager:
     """The process-wide job manager (cap from ``$KDLAB_MAX_JOBS``, run folders in ``$KDLAB_RUNS_DIR``,
-    torch threads per job from ``$KDLAB_JOB_THREADS``, default: all CPUs but one, for the UI)."""
+    torch threads per job from ``$KDLAB_JOB_THREADS``, default: all CPUs but one, for the UI).
+
+    Also shortens the interpreter's thread switch interval, so a page rerun does not starve the
+    training threads of the GIL (``ui_switch_interval_s``)."""
+    sys.setswitchinterval(ui_switch_interval_s())
     return JobManager(threads=ui_job_threads())
 
 

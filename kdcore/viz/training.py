@@ -43,6 +43,19 @@ def ema(values: Sequence[float], smoothing: float) -> list[float]:
     return out
 
 
+MAX_POINTS = 400  # per trace: a chart is ~700 px wide; more points only cost the browser redraw time
+
+
+def thin(xs: Sequence[Any], ys: Sequence[Any], max_points: int = MAX_POINTS) -> tuple[list, list]:
+    """At most ``max_points`` evenly spaced points of a series, always keeping the first and last
+    (smooth first, then thin: the EMA is computed on every step)."""
+    n = len(xs)
+    if n <= max_points:
+        return list(xs), list(ys)
+    idx = [round(i * (n - 1) / (max_points - 1)) for i in range(max_points)]
+    return [xs[i] for i in idx], [ys[i] for i in idx]
+
+
 def _phase_offsets(steps: Iterable[Mapping[str, Any]]) -> tuple[dict[str, int], list[str]]:
     """x offset of each phase so the whole run reads left to right on one step axis."""
     order: list[str] = []
@@ -84,12 +97,14 @@ def loss_terms_figure(steps: Sequence[Mapping[str, Any]], smoothing: float = 0.6
             continue  # a single term: the total is the same curve
         color = colors[term] if term != "total" else "#212529"
         if smoothing > 0:
-            traces.append(fast.scatter(x=xs, y=ys, mode="lines", line={"color": color, "width": 1}, opacity=0.25,
+            rx, ry = thin(xs, ys)
+            traces.append(fast.scatter(x=rx, y=ry, mode="lines", line={"color": color, "width": 1}, opacity=0.25,
                                        legendgroup=term, showlegend=False, hoverinfo="skip",
                                        name=f"{term} raw ({phase})"))
-        traces.append(fast.scatter(x=xs, y=ema(ys, smoothing), mode="lines", line={"color": color, "width": 2},
+        sx, sy = thin(xs, ema(ys, smoothing))
+        traces.append(fast.scatter(x=sx, y=sy, mode="lines", line={"color": color, "width": 2},
                                    legendgroup=term, showlegend=term not in shown, name=term,
-                                   customdata=[phase] * len(xs),
+                                   customdata=[phase] * len(sx),
                                    hovertemplate=f"{term}<br>phase %{{customdata}}<br>step %{{x}}<br>%{{y:.4g}}"
                                                  "<extra></extra>"))
         shown.add(term)
@@ -169,11 +184,12 @@ def strategy_figure(steps: Sequence[Mapping[str, Any]], phases: Iterable[str] | 
         if e.get("temperature") is not None:
             temps[0].append(x)
             temps[1].append(float(e["temperature"]))
-    traces = [fast.scatter(x=xs, y=ys, mode="lines", name=f"weight {k}",
+    traces = [fast.scatter(**dict(zip(("x", "y"), thin(xs, ys))), mode="lines", name=f"weight {k}",
                            line={"color": PALETTE[i % len(PALETTE)], "width": 2})
               for i, (k, (xs, ys)) in enumerate(sorted(weights.items()))]
     if temps[0]:
-        traces.append(fast.scatter(x=temps[0], y=temps[1], mode="lines", name="temperature T", yaxis="y2",
+        tx, ty = thin(*temps)
+        traces.append(fast.scatter(x=tx, y=ty, mode="lines", name="temperature T", yaxis="y2",
                                    line={"color": "#212529", "width": 2, "dash": "dash"}))
     return fast.figure(traces, fast.layout(
         "Loss weights and temperature", "optimiser step (" + ", ".join(order) + ")", "effective weight", uirevision,
@@ -188,7 +204,8 @@ def lr_figure(steps: Sequence[Mapping[str, Any]], uirevision: str = "lr") -> go.
         xs, ys = by_phase.setdefault(e["phase"], ([], []))
         xs.append(offsets[e["phase"]] + int(e["step"]))
         ys.append(float(e["lr"]))
-    traces = [fast.scatter(x=xs, y=ys, mode="lines", name=phase, line={"color": phase_color(phase, i)})
+    traces = [fast.scatter(**dict(zip(("x", "y"), thin(xs, ys))), mode="lines", name=phase,
+                           line={"color": phase_color(phase, i)})
               for i, (phase, (xs, ys)) in enumerate(by_phase.items())]
     return fast.figure(traces, fast.layout("Learning rate", "optimiser step (phases in order)", "learning rate",
                                            uirevision, height=260))
