@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from kdcore.data import DATASETS, load_data
+from kdcore.data import load_data
+from kdcore.data.custom import dataset_class
 from kdcore.models import build_model, count_parameters
 from kdcore.presets import PRESETS
 from kdcore.spec import ExperimentSpec, SpecError, validate_spec
@@ -51,6 +52,11 @@ slots["general"] = st.container()
 with st.expander("1 · Data & modalities", expanded=True):
     slots["data"] = st.container()
     data_group(form)
+if form.errors.get("data") and d["data"]["dataset"] == "custom":  # no usable source yet: nothing else to set
+    with slots["data"]:
+        spec_errors_box(form.errors, "data")
+    st.info("Enter the path of an image folder or CSV manifest (the Data page checks and imports one).")
+    st.stop()
 if d.pop("_dataset_changed", False):
     try:
         state.set_spec(validate_spec(d))
@@ -59,8 +65,9 @@ if d.pop("_dataset_changed", False):
         st.error(str(exc))
         st.stop()
 
-data_mods = d["data"]["modalities"] or DATASETS[d["data"]["dataset"]].modality_names()
-kinds = DATASETS[d["data"]["dataset"]].modality_kinds()
+data_cls = dataset_class(d["data"]["dataset"], d["data"].get("path"))
+data_mods = d["data"]["modalities"] or data_cls.modality_names()
+kinds = data_cls.modality_kinds()
 tcol, scol = st.columns(2)
 with tcol, st.expander("2 · Teacher", expanded=True):
     slots["teacher"] = st.container()

@@ -180,6 +180,31 @@ def test_setup_load_preset_and_change_dataset(open_page):
     assert at.get("audio"), "the spectrogram preview comes with playback"
 
 
+def test_setup_custom_dataset_takes_a_path_and_reads_its_modalities(open_page, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8)).save(tmp_path / "imgs" / label / f"{i}.png")
+    at = open_page("pages/1_Setup.py").run()
+    widget(at, "selectbox", "data.dataset").set_value("custom").run()
+    no_exception(at)  # no path yet: the page asks for one and names the field
+    assert any("data.path is required" in e.value for e in at.error)
+    widget(at, "text_input", "data.path").set_value(str(tmp_path / "nope")).run()
+    no_exception(at)
+    assert any("nope" in e.value for e in at.error)
+    assert at.session_state["spec"]["data"]["dataset"] != "custom"  # the last valid spec is kept meanwhile
+    widget(at, "text_input", "data.path").set_value(str(tmp_path / "imgs")).run()
+    no_exception(at)
+    spec = at.session_state["spec"]
+    assert spec["data"]["dataset"] == "custom" and spec["data"]["path"] == str(tmp_path / "imgs")
+    assert not at.error
+    assert widget(at, "multiselect", "data.modalities").options == ["image (image)"]
+
+
 def test_setup_yaml_preview_matches_spec(open_page):
     at = open_page("pages/1_Setup.py").run()
     yaml_block = [c.value for c in at.code if "distill:" in c.value]

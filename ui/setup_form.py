@@ -15,6 +15,7 @@ import streamlit as st
 import yaml
 
 from kdcore.data import DATASETS
+from kdcore.data.custom import dataset_class
 from kdcore.data.tasks import AUX_TASKS
 from kdcore.losses import LOSSES
 from kdcore.spec import ARCHS_BY_KIND, DEFAULT_ARCH, FUSIONS, OPTIMIZERS, DEVICES, SpecError
@@ -103,14 +104,30 @@ def data_group(f: Form) -> None:
     names = list(DATASETS)
     ds = st.selectbox("dataset", names, index=names.index(d["dataset"]), key=f.key("data.dataset"),
                       help="; ".join(f"{n}: {DATASETS[n].description}" for n in names))
-    if ds != d["dataset"]:  # a new dataset: its own modalities and noise knobs
+    old_path = d.get("path")
+    if ds == "custom":
+        raw = st.text_input("data path (an image folder with one subfolder per class, or a CSV manifest)",
+                            value=old_path or "", key=f.key("data.path"),
+                            placeholder="/path/to/images or /path/to/manifest.csv",
+                            help="Check and import your data on the Data page first: it reports every bad row.")
+        d["path"] = raw.strip() or None
+        f.mark("data", "path")
+        try:
+            cls = dataset_class(ds, d["path"])  # reads the source's headers for its modalities
+        except ValueError as exc:
+            f.error("data", str(exc))  # the page stops here until the path works
+            d["dataset"] = ds
+            return
+    else:
+        cls = DATASETS[ds]
+    if ds != d["dataset"] or (ds == "custom" and d["path"] != old_path):
+        # a new dataset (or another custom source): its own modalities and noise knobs
         d.update(dataset=ds, modalities=None, noise={})
         for role in ("teacher", "student"):
             f.d[role]["modalities"] = None
             f.d[role]["encoders"] = {}
         f.d.setdefault("_dataset_changed", True)
         return
-    cls = DATASETS[ds]
     st.caption(cls.description + (" — " + cls.pairing_note if cls.pairing_note else ""))
     all_mods = cls.modality_names()
     kinds = cls.modality_kinds()

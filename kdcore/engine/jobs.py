@@ -77,10 +77,10 @@ def ui_switch_interval_s() -> float:
 
     Every torch op releases the GIL and must win it back; while a server thread runs Python code
     (a page rerun, JSON for a chart), each reacquisition waits up to one switch interval — the
-    "convoy effect". Measured on this project's 2-core machine (default preset's teacher, 3 epochs,
-    one thread in the job, ``/tmp``-free script in the README): a busy pure-Python thread beside
-    the job made its teacher phase 13× slower at 5 ms, 3.5× at 0.5 ms and 2.2× at 0.1 ms; with
-    nothing beside the job the interval makes no difference (3.4 s vs 3.9 s)."""
+    "convoy effect". Measured on this project's 2-core machine (``benchmarks/gil_convoy.py``: the
+    default preset's teacher, 3 epochs, one torch thread): a busy pure-Python thread beside the job
+    made its teacher phase 13× slower at 5 ms, 3.5× at 0.5 ms and 2.2× at 0.1 ms; with nothing
+    beside the job the interval made no measurable difference."""
     raw = os.environ.get("KDLAB_SWITCH_INTERVAL_MS", "0.1")
     try:
         ms = float(raw)
