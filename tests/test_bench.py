@@ -30,9 +30,14 @@ def test_report_has_every_variant_and_ratio(report):
         assert v["wall"] > 0 and v["cpu"] > 0
     for key in ("engine_over_bare_kd", "engine_over_bare_kd_cached", "cached_kd_over_student_only"):
         assert report["ratios"][key]["wall"] > 0 and report["ratios"][key]["cpu"] > 0
+        assert report["ratios"][key]["cpu_min"] > 0
+    secs = report["cpu_seconds"]
+    assert report["ratios"]["engine_over_bare_kd"]["cpu_min"] == pytest.approx(
+        min(secs["engine_kd"]) / min(secs["bare_kd"]), rel=1e-3)
     assert report["teacher_cache"].startswith("on") and report["repeats"] == 1
     text = bench_table(report)
     assert "engine_over_bare_kd_cached" in text and "≤ 1.05" in text and "samples/s" in text
+    assert "cpu min" in text and "fastest repeats" in text
 
 
 def test_cli_bench_json(capsys):
