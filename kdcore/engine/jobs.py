@@ -79,8 +79,8 @@ def ui_switch_interval_s() -> float:
     (a page rerun, JSON for a chart), each reacquisition waits up to one switch interval — the
     "convoy effect". Measured on this project's 2-core machine (``benchmarks/gil_convoy.py``: the
     default preset's teacher, 3 epochs, one torch thread): a busy pure-Python thread beside the job
-    made its teacher phase 13× slower at 5 ms, 3.5× at 0.5 ms and 2.2× at 0.1 ms; with nothing
-    beside the job the interval made no measurable difference."""
+    made its teacher phase 31× slower at 5 ms, 4.9× at 0.5 ms and 2.3× at 0.1 ms; alone, the job
+    took 3.1–3.5 s at every interval."""
     raw = os.environ.get("KDLAB_SWITCH_INTERVAL_MS", "0.1")
     try:
         ms = float(raw)
