@@ -522,5 +522,5 @@ class JobManager:
             del self._jobs[j.id]
 
 
-__all__ = ["ui_job_threads", "ui_switch_interval_s", "DONE_STATUSES", "STATUSES", "DecimatingBuffer", "Job", "JobManager", "JobSnapshot", "PhaseProgress",
-           "runs_dir", "TERMINAL"]
+__all__ = ["DONE_STATUSES", "STATUSES", "DecimatingBuffer", "Job", "JobManager", "JobSnapshot", "PhaseProgress",
+           "runs_dir", "TERMINAL", "ui_job_threads", "ui_switch_interval_s"]
