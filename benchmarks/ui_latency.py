@@ -47,6 +47,8 @@ TITLE_JS = """(title) => [...document.querySelectorAll('.js-plotly-plot')].some(
 WATCH_JS = """() => {
   window.__kd_updates = [];
   let last = null;
+  // start over: the next update counts as a first one (it may carry steps from before the reset)
+  window.__kd_reset = () => { window.__kd_updates = []; last = null; };
   setInterval(() => {
     for (const el of document.querySelectorAll('.js-plotly-plot')) {
       const m = el.layout && el.layout.meta;
@@ -96,12 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interactions", type=int, default=15)
     ap.add_argument("--updates", type=int, default=30, help="chart updates to time")
     ap.add_argument("--json", help="also write the numbers here")
+    ap.add_argument("--scenario", choices=("windows", "tab"), default="windows",
+                    help="windows: two users, explorer and Train page each in a window, both live (default); "
+                         "tab: one user, the Train page in a background tab while they use the explorer, then "
+                         "brought to the front to time its chart updates")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="kdlab-bench-"))
     results: dict[str, dict] = {}
     with AppServer(tmp / "runs", fast=False, log=tmp / "streamlit.log") as srv, sync_playwright() as pw:
-        # two users, each in a window of their own: a background *tab* would have its timers and
-        # animation frames throttled by Chromium, which delays the chart it draws, not the server
+        # "windows": two users, each in a window of their own (a background *tab* has its timers and
+        # animation frames throttled by Chromium, which would delay the chart it draws, not the server)
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *FOREGROUND_ARGS])
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         explorer = ctx.new_page()
@@ -111,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         slider_interactions(explorer, 2)  # warm-up
         results["widget_idle_s"] = stats(slider_interactions(explorer, args.interactions))
 
-        train = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        tabbed = args.scenario == "tab"
+        train = (ctx if tabbed else browser.new_context(viewport={"width": 1400, "height": 1000})).new_page()
         train.goto(srv.url + "/")
         train.wait_for_selector(IDLE, timeout=300_000)
         train.get_by_role("button", name="▶ Run the default preset").click()
@@ -123,8 +130,13 @@ def main(argv: list[str] | None = None) -> int:
             if ups >= 2:
                 break
             time.sleep(0.5)
-        # widget latency on the other page while the job trains and the Train window keeps polling
+        # widget latency on the other page while the job trains (and, with windows, the Train page polls)
+        if tabbed:
+            explorer.bring_to_front()
         results["widget_while_training_s"] = stats(slider_interactions(explorer, args.interactions))
+        if tabbed:  # the user comes back to the Train tab: time its updates from now on
+            train.bring_to_front()
+            train.evaluate("() => window.__kd_reset()")
         while time.time() < deadline:
             if train.evaluate("() => window.__kd_updates.length") >= args.updates + 1:
                 break
@@ -134,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         results["chart_delay_latest_step_s"] = stats([u["seen"] - u["newest"] for u in ups])
         gaps = [b["seen"] - a["seen"] for a, b in zip(ups, ups[1:])]
         results["chart_update_interval_s"] = stats(gaps)
-        raw = {"chart_updates": ups, "note": "seen / newest / oldest_new are epoch seconds"}
+        raw = {"scenario": args.scenario, "chart_updates": ups,
+               "note": "seen / newest / oldest_new are epoch seconds"}
         train.locator(".st-key-train-stop button").click()
         time.sleep(1.0)
         browser.close()

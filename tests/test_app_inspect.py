@@ -164,7 +164,10 @@ def test_pages_follow_a_live_job(open_page):
     at_att = open_page(ATTENTION)
     at_attr = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     at_attr.switch_page(ATTRIBUTIONS)
-    job = get_manager().submit(tiny_spec(epochs=3, name="live"), epoch_callbacks=[AgreementCallback(samples=4, steps=2)])
+    # each epoch lasts ≥ 2.5 s, so polls (two page reruns each) see several epochs whatever the machine's speed
+    hold = lambda exp, phase, epoch, model: time.sleep(2.5)  # noqa: E731
+    job = get_manager().submit(tiny_spec(epochs=3, name="live"),
+                               epoch_callbacks=[AgreementCallback(samples=4, steps=2), hold])
     seen_att, seen_attr = set(), set()
     deadline = time.time() + 600
     while time.time() < deadline:

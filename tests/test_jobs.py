@@ -220,3 +220,59 @@ def test_ui_job_threads_default_and_env(monkeypatch):
     monkeypatch.setenv("KDLAB_JOB_THREADS", "zero")
     with pytest.raises(ValueError, match="KDLAB_JOB_THREADS"):
         ui_job_threads()
+
+
+def test_ast_guard_serialises_ast_work_across_threads():
+    """CPython 3.11 shares the AST converters' recursion counter between threads: a finalizer run
+    by the garbage collector mid-conversion can switch threads and break it (SystemError "AST
+    constructor recursion depth mismatch", seen in CI with the app's 0.1 ms switch interval).
+    Three threads parse / compile / literal_eval while a fourth makes cyclic garbage with
+    finalizers; with the guard installed none of them fails."""
+    import ast
+    import sys
+    import threading
+
+    from kdcore.engine import ast_guard
+
+    src = "\n".join(f"x{i} = [{', '.join(f'{j} + {j}' for j in range(30))}]" for i in range(50))
+
+    class Junk:
+        def __del__(self):
+            sum(range(50))
+
+    def run(seconds: float) -> list[str]:
+        errors: list[str] = []
+        end = time.time() + seconds
+
+        def parse():
+            while time.time() < end and not errors:
+                try:
+                    compile(ast.parse(src), "<t>", "exec")
+                    ast.literal_eval("{'descr': '<f4', 'fortran_order': False, 'shape': (10, 20)}")
+                except SystemError as exc:
+                    errors.append(str(exc))
+
+        def garbage():
+            while time.time() < end and not errors:
+                a, b = Junk(), Junk()
+                a.other, b.other = b, a
+
+        threads = [threading.Thread(target=parse) for _ in range(3)] + [threading.Thread(target=garbage)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return errors
+
+    before = sys.getswitchinterval()
+    was = ast_guard.installed()
+    sys.setswitchinterval(1e-6)
+    try:
+        ast_guard.install()
+        assert ast_guard.installed() and run(2.0) == []
+        assert eval(compile("1 + 2", "<s>", "eval")) == 3  # plain source compiles as before
+        assert isinstance(compile("x = 1", "<s>", "exec", ast.PyCF_ONLY_AST), ast.Module)
+    finally:
+        sys.setswitchinterval(before)
+        if not was:
+            ast_guard.uninstall()

@@ -21,6 +21,7 @@ from typing import Any
 
 import streamlit as st
 
+from kdcore.engine import ast_guard
 from kdcore.engine.jobs import Job, JobManager, ui_job_threads, ui_switch_interval_s
 from kdcore.presets import DEFAULT_PRESET, PRESETS, load_preset
 from kdcore.spec import ExperimentSpec, SpecError, validate_spec
@@ -50,7 +51,9 @@ def get_manager() -> JobManager:
     torch threads per job from ``$KDLAB_JOB_THREADS``, default: all CPUs but one, for the UI).
 
     Also shortens the interpreter's thread switch interval, so a page rerun does not starve the
-    training threads of the GIL (``ui_switch_interval_s``)."""
+    training threads of the GIL (``ui_switch_interval_s``), and serialises AST construction across
+    threads (``kdcore.engine.ast_guard``)."""
+    ast_guard.install()  # job and script threads both build Python ASTs (CPython 3.11 bug, see module)
     sys.setswitchinterval(ui_switch_interval_s())
     return JobManager(threads=ui_job_threads())
 
