@@ -107,6 +107,25 @@ def test_setup_changing_a_setting_changes_the_spec_and_the_url(open_page):
     assert json.loads(at.query_params["student.modalities"]) == ["image"]
 
 
+def test_setup_ensemble_precision_and_compile_widgets(open_page):
+    at = open_page("pages/1_Setup.py", spec=load_preset("multi-teacher")).run()
+    no_exception(at)
+    assert widget(at, "checkbox", "distill.ensemble.on").value is True
+    assert widget(at, "multiselect", "distill.ensemble.members").value == ["fou", "fac", "kar", "pix", "zer", "mor"]
+    assert widget(at, "selectbox", "distill.ensemble.combine").value == "confidence"
+    widget(at, "multiselect", "distill.ensemble.members").set_value(["fou", "kar"]).run()
+    widget(at, "selectbox", "distill.ensemble.combine").set_value("mean").run()
+    no_exception(at)
+    assert at.session_state["spec"]["distill"]["ensemble"] == {"members": [["fou"], ["kar"]], "combine": "mean",
+                                                               "include_main": True}
+    widget(at, "checkbox", "distill.ensemble.on").uncheck().run()
+    assert at.session_state["spec"]["distill"]["ensemble"] is None
+    widget(at, "selectbox", "train.precision").set_value("bf16").run()
+    widget(at, "checkbox", "train.compile").check().run()
+    no_exception(at)
+    assert at.session_state["spec"]["train"]["precision"] == "bf16" and at.session_state["spec"]["train"]["compile"]
+
+
 def test_setup_shows_parameter_counts_live(open_page):
     at = open_page("pages/1_Setup.py").run()
     before = {m.label: m.value for m in at.metric}

@@ -257,9 +257,41 @@ def distill_group(f: Form) -> None:
     d["extra_phases"] = st.multiselect("extra student phases (after KD)", phases,
                                        default=[x for x in d["extra_phases"] if x in phases],
                                        key=f.key("distill.extra_phases"))
+    ensemble_widgets(f)
     f.mark("distill", "losses", "temperature", "weighting", "temperature_schedule", "weighting_params",
-           "temperature_params", "extra_phases")
+           "temperature_params", "extra_phases", "ensemble")
     f.other_fields("distill")
+
+
+def ensemble_widgets(f: Form) -> None:
+    """Multi-teacher distillation: extra teachers, one per modality chosen here (each sees that
+    modality only), their soft targets averaged or confidence-weighted per sample. Other member
+    groupings (e.g. a teacher on two modalities) stay editable as YAML in the spec."""
+    d = f.d["distill"]
+    ens = d.get("ensemble")
+    on = st.checkbox("multi-teacher ensemble", value=ens is not None, key=f.key("distill.ensemble.on"),
+                     help="Extra teachers (same architecture as the teacher) trained with CE before the students; "
+                          "the student distils from their combined soft targets.")
+    if not on:
+        d["ensemble"] = None
+        return
+    ens = dict(ens or {"members": [], "combine": "mean", "include_main": True})
+    data = f.d["data"]
+    data_mods = data["modalities"] or dataset_class(data["dataset"], data.get("path")).modality_names()
+    singles = [m[0] for m in ens["members"] if len(m) == 1 and m[0] in data_mods]
+    others = [m for m in ens["members"] if not (len(m) == 1 and m[0] in data_mods)]
+    c1, c2, c3 = st.columns([2, 1, 1])
+    chosen = c1.multiselect("one extra teacher per modality", data_mods, default=singles or data_mods,
+                            key=f.key("distill.ensemble.members"))
+    if others:
+        c1.caption(f"kept from the spec: teachers on {', '.join('+'.join(m) for m in others)}")
+    combine = c2.selectbox("combine", ["mean", "confidence"], index=["mean", "confidence"].index(ens["combine"]),
+                           key=f.key("distill.ensemble.combine"),
+                           help="mean: average of soft targets; confidence: each teacher weighted per sample by "
+                                "its max softmax probability")
+    main = c3.checkbox("include the fused teacher", value=bool(ens["include_main"]),
+                       key=f.key("distill.ensemble.include_main"))
+    d["ensemble"] = {"members": [[m] for m in chosen] + others, "combine": combine, "include_main": main}
 
 
 def train_group(f: Form) -> None:
@@ -291,8 +323,15 @@ def train_group(f: Form) -> None:
                                              help="samples used for attention / attribution probes"))
     t["teacher_cache"] = c4.checkbox("cache teacher outputs", value=bool(t["teacher_cache"]),
                                      key=f.key("train.teacher_cache"))
+    c1, c2 = st.columns(2)
+    t["precision"] = c1.selectbox("precision", ["fp32", "bf16"], index=["fp32", "bf16"].index(t["precision"]),
+                                  key=f.key("train.precision"),
+                                  help="bf16 = autocast of the training step (pays on recent GPUs; slower on most CPUs)")
+    t["compile"] = c2.checkbox("torch.compile the training step", value=bool(t["compile"]),
+                               key=f.key("train.compile"),
+                               help="CUDA graphs on GPU (mode reduce-overhead); compiling costs seconds up front")
     f.mark("train", "teacher_epochs", "student_epochs", "batch_size", "optimizer", "lr", "teacher_lr",
-           "weight_decay", "momentum", "device", "threads", "probe_samples", "teacher_cache")
+           "weight_decay", "momentum", "device", "threads", "probe_samples", "teacher_cache", "precision", "compile")
     f.other_fields("train")
 
 
