@@ -35,11 +35,10 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
-from ui.server import CHROMIUM, CHROMIUM_ARGS, AppServer  # noqa: E402
+from ui.server import CHROMIUM, CHROMIUM_ARGS, SCRIPT_IDLE, AppServer  # noqa: E402
 
 FOREGROUND_ARGS = ["--disable-background-timer-throttling", "--disable-renderer-backgrounding",
                    "--disable-backgrounding-occluded-windows"]
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 TITLE_JS = """(title) => [...document.querySelectorAll('.js-plotly-plot')].some(el => {
   const t = el.layout && el.layout.title && (el.layout.title.text || el.layout.title);
   return t && String(t).replace(/<[^>]+>/g, '') === title;  // streamlit wraps titles in <b>
@@ -88,7 +87,7 @@ def slider_interactions(page: Page, n: int) -> list[float]:
         page.wait_for_function(TITLE_JS, arg=f"Softmax at T = {t_next:g}", timeout=60_000, polling=10)
         out.append(time.perf_counter() - t0)
         t_now = t_next
-        page.wait_for_selector(IDLE, timeout=60_000)
+        page.wait_for_selector(SCRIPT_IDLE, timeout=60_000)
         time.sleep(0.3)
     return out
 
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         explorer = ctx.new_page()
         explorer.goto(srv.url + "/Temperature_explorer")
-        explorer.wait_for_selector(IDLE, timeout=300_000)
+        explorer.wait_for_selector(SCRIPT_IDLE, timeout=300_000)
         explorer.wait_for_function(TITLE_JS, arg="Softmax at T = 4", timeout=120_000)
         slider_interactions(explorer, 2)  # warm-up
         results["widget_idle_s"] = stats(slider_interactions(explorer, args.interactions))
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         tabbed = args.scenario == "tab"
         train = (ctx if tabbed else browser.new_context(viewport={"width": 1400, "height": 1000})).new_page()
         train.goto(srv.url + "/")
-        train.wait_for_selector(IDLE, timeout=300_000)
+        train.wait_for_selector(SCRIPT_IDLE, timeout=300_000)
         train.get_by_role("button", name="▶ Run the default preset").click()
         train.wait_for_url("**/Train", timeout=60_000)
         train.evaluate(WATCH_JS)

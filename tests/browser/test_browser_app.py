@@ -7,25 +7,14 @@ from __future__ import annotations
 import time
 
 import pytest
+from helpers_browser import RUN_TIMEOUT_MS, chart_js, no_exception, wait_charts, wait_idle
 from playwright.sync_api import Page, expect
 
 from ui.server import page_paths
 
 pytestmark = pytest.mark.browser
 
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-RUN_TIMEOUT_MS = 600_000
-
-# Total number of points over every trace of the first plotly chart whose title contains `title`.
-POINTS_JS = """(title) => {
-  for (const el of document.querySelectorAll('.js-plotly-plot')) {
-    const t = el.layout && el.layout.title && (el.layout.title.text || el.layout.title);
-    if (t && String(t).includes(title)) {
-      return el.data.reduce((n, tr) => n + (tr.x ? tr.x.length : 0), 0);
-    }
-  }
-  return -1;
-}"""
+POINTS_JS = chart_js("el.data.reduce((n, tr) => n + (tr.x ? tr.x.length : 0), 0)")  # points over all traces
 
 
 def poll_until(page: Page, what: str, check, timeout_s: float = RUN_TIMEOUT_MS / 1000, every: float = 0.5):
@@ -42,20 +31,6 @@ def poll_until(page: Page, what: str, check, timeout_s: float = RUN_TIMEOUT_MS /
 
 def has_result(page: Page) -> bool:
     return page.locator('[data-testid="stDataFrame"]').count() > 0
-
-
-def wait_idle(page: Page, timeout: float = 120_000) -> None:
-    page.wait_for_selector(IDLE, timeout=timeout)
-
-
-def wait_charts(page: Page, timeout: float = 60_000) -> None:
-    """Every plotly chart on the page has drawn (plotly.js loads lazily)."""
-    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
-                           ".every(c => c.querySelector('.main-svg'))", timeout=timeout)
-
-
-def no_exception(page: Page) -> None:
-    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
 
 
 def chart_points(page: Page, title: str) -> int:
