@@ -3,7 +3,8 @@
 
 The Train page rebuilds its charts on every poll (``KDLAB_POLL_S``), so build time is UI latency.
 ``kdcore.viz.fast`` builds them from dicts without plotly's property validation; this script
-times, side by side in one process, each live figure built that way against constructing the
+times, side by side in one process, each live figure (Train page and Temperature explorer) built
+that way against constructing the
 same figure with validation (``go.Figure(fig.to_dict())``, what ``go.Scatter`` / ``add_vline``
 construction costs), plus the JSON serialisation both need, on event streams the size of the
 default preset's (≈ 700 steps, 3 phases).
@@ -24,7 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import plotly.graph_objects as go  # noqa: E402
 import plotly.io as pio  # noqa: E402
 
-from kdcore.viz import accuracy_figure, loss_terms_figure, lr_figure, strategy_figure  # noqa: E402
+from kdcore.viz import (  # noqa: E402
+    accuracy_figure,
+    gradient_split_figure,
+    hard_vs_soft_figure,
+    loss_terms_figure,
+    lr_figure,
+    softmax_bars_figure,
+    strategy_figure,
+    temperature_curves_figure,
+)
 
 
 def events(n_steps: int) -> tuple[list[dict], list[dict]]:
@@ -60,22 +70,33 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     a = ap.parse_args()
     steps, epochs = events(a.steps)
-    builders = {
-        "loss terms": lambda: loss_terms_figure(steps, 0.6, False),
-        "accuracy": lambda: accuracy_figure(epochs),
-        "strategy": lambda: strategy_figure(steps),
-        "learning rate": lambda: lr_figure(steps),
+    zt, zs, names = [4.0, 1.0, -2.0, 0.5, 0.0, 2.5, -1.0, 1.5, 0.2, -0.3], [2.0] * 10, [str(i) for i in range(10)]
+    pages = {
+        "Train page (every poll)": {
+            "loss terms": lambda: loss_terms_figure(steps, 0.6, False),
+            "accuracy": lambda: accuracy_figure(epochs),
+            "strategy": lambda: strategy_figure(steps),
+            "learning rate": lambda: lr_figure(steps),
+        },
+        "Temperature explorer (every T step)": {
+            "softmax bars": lambda: softmax_bars_figure(zt, zs, 4.0, names, 3),
+            "T curves": lambda: temperature_curves_figure(zt, zs, 4.0),
+            "hard vs soft": lambda: hard_vs_soft_figure(3, zt, 4.0, names),
+            "gradient split": lambda: gradient_split_figure(zs, zt, 3, 4.0, 0.9, names),
+        },
     }
-    print(f"{'figure':<14} {'fast build ms':>14} {'validated ms':>13} {'ratio':>6} {'to_json ms':>11}")
-    tot_fast = tot_val = 0.0
-    for name, build in builders.items():
-        spec = build().to_dict()
-        fast = median_ms(build, a.repeats)
-        val = median_ms(lambda: go.Figure(spec), a.repeats)
-        js = median_ms(lambda: pio.to_json(build(), validate=False), a.repeats) - fast
-        tot_fast, tot_val = tot_fast + fast, tot_val + val
-        print(f"{name:<14} {fast:>14.1f} {val:>13.1f} {val / fast:>6.1f} {js:>11.1f}")
-    print(f"{'all four':<14} {tot_fast:>14.1f} {tot_val:>13.1f} {tot_val / tot_fast:>6.1f}")
+    for page, builders in pages.items():
+        print(page)
+        print(f"  {'figure':<14} {'fast build ms':>14} {'validated ms':>13} {'ratio':>6} {'to_json ms':>11}")
+        tot_fast = tot_val = 0.0
+        for name, build in builders.items():
+            spec = build().to_dict()
+            fast = median_ms(build, a.repeats)
+            val = median_ms(lambda: go.Figure(spec), a.repeats)
+            js = median_ms(lambda: pio.to_json(build(), validate=False), a.repeats) - fast
+            tot_fast, tot_val = tot_fast + fast, tot_val + val
+            print(f"  {name:<14} {fast:>14.1f} {val:>13.1f} {val / fast:>6.1f} {js:>11.1f}")
+        print(f"  {'all four':<14} {tot_fast:>14.1f} {tot_val:>13.1f} {tot_val / tot_fast:>6.1f}")
 
 
 if __name__ == "__main__":
