@@ -17,7 +17,10 @@ $(STAMP): requirements.txt
 run: $(STAMP)
 	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
 
+# The browser tests drive Debian's Chromium: installed here when missing and the machine allows
+# (root or passwordless sudo, with apt-get); otherwise one line says what to install.
 test: $(STAMP)
+	@bash scripts/ensure_chromium.sh
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
