@@ -1,8 +1,13 @@
 """Browser-test fixtures: the app served on a free loopback port with a fast default preset
-(``KDLAB_FAST=1``) and runs in a temporary folder; Debian's Chromium through pytest-playwright."""
+(``KDLAB_FAST=1``) and runs in a temporary folder; Debian's Chromium through pytest-playwright.
+
+Screenshots the tests take go to pytest's temporary folder (``$KDLAB_TEST_SCREENSHOTS`` to keep them
+elsewhere), never into the working tree: the README's ``docs/screenshots/`` come from
+``scripts/take_screenshots.py``."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,13 +15,11 @@ import pytest
 
 from ui.server import CHROMIUM, CHROMIUM_ARGS, AppServer
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail(f"Chromium not found at {CHROMIUM}; install it with: apt-get install -y chromium")
+        pytest.fail(f"Chromium not found at {CHROMIUM}; run `make test` (installs it) or: apt-get install -y chromium")
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
 
 
@@ -33,6 +36,9 @@ def app_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def screenshots() -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    return SCREENSHOTS
+def screenshots(tmp_path_factory) -> Path:
+    keep = os.environ.get("KDLAB_TEST_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        return Path(keep)
+    return tmp_path_factory.mktemp("screenshots")
