@@ -7,11 +7,13 @@ from functools import lru_cache
 from kdcore.data.base import Batch, ModalityInfo, MultimodalDataset, Split, TensorData
 from kdcore.data.digits_av import DigitsAV
 from kdcore.data.mfeat import MFeat
+from kdcore.data.mfh_gauss import MFHGauss
 from kdcore.data.mnist import MNIST5k
 
 from kdcore.data.custom import CustomDataset  # noqa: E402  (your own data: data.dataset=custom + data.path)
 
 DATASETS: dict[str, type[MultimodalDataset]] = {d.name: d for d in (DigitsAV, MFeat, MNIST5k, CustomDataset)}
+DATASETS[MFHGauss.name] = MFHGauss  # synthetic MFH Gaussian task (kdcore.data.mfh_gauss)
 
 
 def _key(spec) -> str:
