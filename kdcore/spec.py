@@ -30,6 +30,68 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class RegimeSpec(Strict):
+    """Who sees which training labels (see :mod:`kdcore.data.regimes`). The defaults change nothing."""
+
+    labelled_fraction: float = Field(1.0, description="fraction of the training split whose labels the "
+                                     "students see (stratified; the rest is the unlabelled transfer set)")
+    labels_per_class: int | None = Field(None, description="instead of a fraction: this many labelled "
+                                         "training samples per class")
+    transfer: Literal["labelled", "labelled+unlabelled"] = Field(
+        "labelled+unlabelled", description="what the KD student trains on: the labelled part only, or also "
+        "the unlabelled transfer set (soft targets only, no CE)")
+    omit_classes: list[int] = Field(default_factory=list, description="classes removed from the students' "
+                                    "labelled data (Hinton's omitted 3)")
+    omitted_in_transfer: bool = Field(False, description="keep the omitted classes' samples in the transfer "
+                                      "set, unlabelled (false: the students never see them)")
+    teacher_label_noise: float = Field(0.0, description="fraction of the teacher's training labels flipped "
+                                       "(uniformly, or of the source classes in teacher_noise_pairs)")
+    teacher_noise_pairs: dict[int, int] = Field(default_factory=dict, description="flip along these pairs "
+                                                "only, e.g. {4: 9}; empty = uniform flips")
+
+    @field_validator("labelled_fraction")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0.0 < v <= 1.0:
+            raise ValueError(f"data.regime.labelled_fraction={v} is outside the allowed range (0, 1]")
+        return v
+
+    @field_validator("labels_per_class")
+    @classmethod
+    def _per_class(cls, v: int | None) -> int | None:
+        if v is not None and not 1 <= v <= 100000:
+            raise ValueError(f"data.regime.labels_per_class={v} is outside the allowed range [1, 100000]")
+        return v
+
+    @field_validator("teacher_label_noise")
+    @classmethod
+    def _noise(cls, v: float) -> float:
+        if not 0.0 <= v < 1.0:
+            raise ValueError(f"data.regime.teacher_label_noise={v} is outside the allowed range [0, 1)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RegimeSpec":
+        for s, d in self.teacher_noise_pairs.items():
+            if s == d:
+                raise ValueError(f"data.regime.teacher_noise_pairs: {s}→{d} flips a class to itself")
+        if self.teacher_noise_pairs and self.teacher_label_noise == 0:
+            raise ValueError("data.regime.teacher_noise_pairs needs teacher_label_noise > 0")
+        if len(set(self.omit_classes)) != len(self.omit_classes):
+            raise ValueError("data.regime.omit_classes: a class is listed twice")
+        return self
+
+    def has_unlabelled_transfer(self) -> bool:
+        """Whether the KD student trains on samples without labels."""
+        if self.transfer != "labelled+unlabelled":
+            return False
+        return (self.labelled_fraction < 1.0 or self.labels_per_class is not None
+                or (bool(self.omit_classes) and self.omitted_in_transfer))
+
+    def is_default(self) -> bool:
+        return self == RegimeSpec()
+
+
 class DataSpec(Strict):
     dataset: str = Field("digits-av", description="bundled dataset name, or custom (with data.path)")
     path: str | None = Field(None, description="dataset=custom: image folder (one subfolder per class) or CSV "
@@ -41,6 +103,8 @@ class DataSpec(Strict):
     train_limit: int | None = Field(None, ge=10, description="use at most this many training samples")
     seed: int = Field(0, ge=0)
     aux_tasks: list[str] = Field(default_factory=list, description="auxiliary label tasks (e.g. parity)")
+    regime: RegimeSpec = Field(default_factory=RegimeSpec, description="scarce labels + transfer set, "
+                               "omitted classes, noisy teacher")
 
     @model_validator(mode="after")
     def _check_dataset(self) -> "DataSpec":
@@ -68,6 +132,18 @@ class DataSpec(Strict):
         bad = [t for t in self.aux_tasks if t not in AUX_TASKS]
         if bad:
             raise ValueError(f"data.aux_tasks: unknown {bad}; allowed: {', '.join(AUX_TASKS)}")
+        n_classes = cls.class_count(self.noise)
+        if n_classes is not None:
+            r = self.regime
+            bad = [c for c in r.omit_classes if not 0 <= c < n_classes]
+            if bad:
+                raise ValueError(f"data.regime.omit_classes: unknown class {bad[0]}; allowed: 0–{n_classes - 1}")
+            if len(r.omit_classes) >= n_classes:
+                raise ValueError("data.regime.omit_classes: at least one class must stay labelled")
+            bad = [f"{s}→{d}" for s, d in r.teacher_noise_pairs.items()
+                   if not (0 <= s < n_classes and 0 <= d < n_classes)]
+            if bad:
+                raise ValueError(f"data.regime.teacher_noise_pairs: {bad[0]} names a class outside 0–{n_classes - 1}")
         return self
 
     def all_modalities(self) -> list[str]:
@@ -234,6 +310,17 @@ class ExperimentSpec(Strict):
                         f"{role}.encoders.{m}.arch={arch!r} does not fit a {kinds[m]} modality; "
                         f"allowed: {', '.join(ARCHS_BY_KIND[kinds[m]])}"
                     )
+
+        regime = self.data.regime
+        if regime.has_unlabelled_transfer():
+            why = "the unlabelled transfer set has no labels for it (set data.regime.transfer=labelled)"
+            if "dkd" in self.distill.losses:
+                raise ValueError(f"distill.losses.dkd needs ground-truth labels; {why}")
+            if self.distill.weighting == "c2kd" or (self.distill.weighting == "confidence"
+                                                     and self.distill.weighting_params.get("mode") == "true"):
+                raise ValueError(f"distill.weighting={self.distill.weighting} reads the labels; {why}")
+            if "ard" in self.distill.extra_phases:
+                raise ValueError(f"distill.extra_phases: ard attacks with the labels; {why}")
 
         ens = self.distill.ensemble
         if ens is not None:

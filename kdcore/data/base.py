@@ -107,6 +107,7 @@ class MultimodalDataset(ABC):
     source: ClassVar[str]
     pairing_note: ClassVar[str] = ""
     MODALITIES: ClassVar[dict[str, str]]  # name -> kind
+    NUM_CLASSES: ClassVar[int | None] = None  # known before loading (None: read from the data)
 
     @classmethod
     def modality_names(cls) -> list[str]:
@@ -120,6 +121,11 @@ class MultimodalDataset(ABC):
     def noise_knobs(cls) -> dict[str, tuple[float, float, str]]:
         """Noise knobs this dataset accepts: name -> (low, high, meaning)."""
         return {}
+
+    @classmethod
+    def class_count(cls, noise: dict[str, float]) -> int | None:
+        """Number of classes, when known from the spec alone (for validating class indices)."""
+        return cls.NUM_CLASSES
 
     @abstractmethod
     def load(self, spec) -> TensorData:  # spec: kdcore.spec.DataSpec

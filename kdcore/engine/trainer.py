@@ -64,6 +64,10 @@ class PhaseConfig:
     restore: Callable[..., tuple] | None = None
     save_epoch: Callable[[dict], None] | None = None
     min_best_epoch: int = 0  # best-on-val checkpoint chosen among epochs ≥ this (1-based; pruning schedules)
+    # data regime (kdcore.data.regimes): the positions of the train split this phase trains on (None: all)
+    # and the labels it sees per train-split position (None: the data's; −1 = unlabelled transfer sample)
+    train_rows: Tensor | None = None
+    train_labels: Tensor | None = None
 
 
 @dataclass
@@ -116,7 +120,9 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
     regressors = [p for mod in cfg.losses.values() for p in mod.parameters()]
     strategy = [p for mod in (cfg.weighting, cfg.schedule) for p in mod.parameters()]
     opt = make_optimizer(trainable + regressors, train, cfg.lr, no_decay=strategy)
-    n, bs = len(tr), min(train.batch_size, len(tr))
+    phase_rows = cfg.train_rows
+    n = len(tr) if phase_rows is None else int(phase_rows.numel())
+    bs = min(train.batch_size, n)
     if dist.active():  # torchrun: batch_size is the global batch, each rank takes its share
         bs = dist.local_batch_size(bs)
     steps_per_epoch = (-(-n // dist.world_size()) + bs - 1) // bs
@@ -133,7 +139,9 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
     channels_last = fastpath.use_channels_last(device, precision)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    source = fastpath.BatchSource(tr, all_mods, device, channels_last=channels_last)  # gathered once
+    source = fastpath.BatchSource(tr, all_mods, device, channels_last=channels_last,
+                                  labels=cfg.train_labels)  # gathered once
+    partial_labels = cfg.train_labels is not None and bool((cfg.train_labels < 0).any())
     ddp = dist.active()
     forward = fastpath.step_module(dist.wrap(model, device), device, getattr(train, "compile", False))
     state = PhaseRun(cfg)
@@ -153,9 +161,11 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
         for mod in cfg.losses.values():
             mod.train()
         state.epoch = epoch
-        perm = source.rows_on_device(dist.shard(torch.randperm(n, generator=order_gen)))
+        order = torch.randperm(n, generator=order_gen)
+        perm = source.rows_on_device(dist.shard(order if phase_rows is None else phase_rows[order]))
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
+        labelled_seen = torch.zeros((), device=device)
         for start in range(0, len(perm), bs):
             if should_stop():
                 raise StopRequested()
@@ -172,7 +182,8 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
             temperature = cfg.schedule.value(state.progress)
             sw = cfg.weighting.sample_weights(s_out, t_out, batch.labels, temperature)
             ctx = StepContext(labels=batch.labels, epoch=epoch, total_epochs=cfg.epochs, step=state.step,
-                              temperature=temperature, aux=batch.aux, sample_weight=sw, inputs=s_inputs)
+                              temperature=temperature, aux=batch.aux, sample_weight=sw, inputs=s_inputs,
+                              labelled=(batch.labels >= 0) if partial_labels else None)
             # per-sample weights and the strategy's view of the outputs are for distillation terms;
             # label-only terms (CE) see every sample and the raw outputs
             label_ctx = dataclasses.replace(ctx, sample_weight=None)
@@ -207,6 +218,7 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
                 cfg.after_step(state)
             loss_sum += total.detach() * len(rows)
             correct += (s_out.logits.detach().argmax(1) == batch.labels).sum()
+            labelled_seen += (batch.labels >= 0).sum()
             emit(StepLosses(cfg.name, epoch, state.step, vals[0], dict(zip(terms, vals[1:])), eff_w,
                             None if cfg.teacher is None else (vals[-1] if t_is_tensor else float(temperature)),
                             opt.param_groups[0]["lr"]))
@@ -215,9 +227,11 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
         extra_metrics = cfg.after_epoch(state, epoch) if cfg.after_epoch is not None else {}
         seen = float(len(perm))
         if ddp:  # train loss / accuracy over every rank's samples
-            loss_sum, correct, seen = dist.sum_across(torch.stack(
-                [loss_sum.float(), correct.float(), torch.tensor(seen, device=device)])).tolist()
-        m = EpochMetrics(cfg.name, epoch + 1, float(loss_sum) / seen, float(correct) / seen, ev.loss, ev.acc,
+            loss_sum, correct, seen, labelled_seen = dist.sum_across(torch.stack(
+                [loss_sum.float(), correct.float(), torch.tensor(seen, device=device), labelled_seen.float()])).tolist()
+        # train accuracy over the labelled samples (transfer-set samples have no label to score)
+        m = EpochMetrics(cfg.name, epoch + 1, float(loss_sum) / seen, float(correct) / max(1.0, float(labelled_seen)),
+                         ev.loss, ev.acc,
                          time.time() - t0, extra_metrics)
         history.append(m.to_dict())
         emit(m)

@@ -46,6 +46,7 @@ class StepContext:
     aux: dict[str, Tensor] = field(default_factory=dict)  # auxiliary labels
     sample_weight: Tensor | None = None  # per-sample weights from the weighting strategy [B]
     inputs: dict[str, Tensor] = field(default_factory=dict)  # the batch inputs (for input-space methods)
+    labelled: Tensor | None = None  # [B] bool: False for transfer-set samples (label −1); None = all labelled
 
 
 class DistillLoss(nn.Module):

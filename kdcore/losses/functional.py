@@ -19,9 +19,17 @@ def weighted_mean(per_sample: Tensor, sample_weight: Tensor | None) -> Tensor:
     return (per_sample * w).sum() / w.sum().clamp_min(1e-12)
 
 
-def cross_entropy(logits: Tensor, labels: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-    """Hard-label cross-entropy  L = −(1/B) Σ_i log softmax(z_i)[y_i]."""
-    return weighted_mean(F.cross_entropy(logits, labels, reduction="none"), sample_weight)
+def cross_entropy(logits: Tensor, labels: Tensor, sample_weight: Tensor | None = None,
+                  labelled: Tensor | None = None) -> Tensor:
+    """Hard-label cross-entropy  L = −(1/B) Σ_i log softmax(z_i)[y_i].
+
+    With a ``labelled`` mask m (transfer-set samples carry the label −1 and m_i = 0) only labelled
+    samples count:  L = −Σ_i m_i w_i log softmax(z_i)[y_i] / Σ_i m_i w_i  (0 for a batch without labels)."""
+    if labelled is None:
+        return weighted_mean(F.cross_entropy(logits, labels, reduction="none"), sample_weight)
+    per = F.cross_entropy(logits, labels, reduction="none", ignore_index=-1)
+    w = labelled.to(per.dtype) if sample_weight is None else labelled.to(per.dtype) * sample_weight.to(per.dtype)
+    return (per * w).sum() / w.sum().clamp_min(1.0 if sample_weight is None else 1e-12)
 
 
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, T: Tensor | float = 4.0,

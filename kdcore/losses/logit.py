@@ -13,7 +13,8 @@ from kdcore.models.output import ModelOutput
 class CrossEntropy(DistillLoss):
     """Hard-label cross-entropy on the ground truth: L = −(1/B) Σ_i log p_s(y_i | x_i).
 
-    Also trains the auxiliary heads when the data has auxiliary tasks (one term per task)."""
+    Also trains the auxiliary heads when the data has auxiliary tasks (one term per task).
+    Transfer-set samples (``ctx.labelled`` False, label −1) are left out of the mean."""
 
     name = "ce"
     summary = "cross-entropy with the hard labels (and auxiliary-task labels)"
@@ -22,9 +23,9 @@ class CrossEntropy(DistillLoss):
     default_weight = 0.1
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
-        terms = {"ce": LF.cross_entropy(student.logits, ctx.labels, ctx.sample_weight)}
+        terms = {"ce": LF.cross_entropy(student.logits, ctx.labels, ctx.sample_weight, ctx.labelled)}
         for task, logits in student.aux_logits.items():
-            terms[f"ce/{task}"] = LF.cross_entropy(logits, ctx.aux[task])
+            terms[f"ce/{task}"] = LF.cross_entropy(logits, ctx.aux[task], labelled=ctx.labelled)
         return terms
 
 

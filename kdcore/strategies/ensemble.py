@@ -103,7 +103,7 @@ def build_ensemble(exp, main: nn.Module) -> EnsembleTeacher:
                 losses={"ce": LOSSES["ce"](setup)}, loss_weights={"ce": 1.0},
                 weighting=WEIGHTINGS["fixed"]({"ce": 1.0}), schedule=TEMPERATURE_SCHEDULES["constant"](1.0),
                 epochs=spec.train.teacher_epochs, lr=spec.train.teacher_lr or spec.train.lr,
-                seed=spec.data.seed + 101 + i,
+                seed=spec.data.seed + 101 + i, train_labels=exp.teacher_labels(),
             )
             exp._run_phase(cfg)
         net.eval()
