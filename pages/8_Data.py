@@ -42,8 +42,10 @@ Train on your own data. Two layouts:
 
 Every row is checked; bad rows are dropped and listed with the reason. Limits: upload
 {MAX_UPLOAD_BYTES // 2**20} MiB, {MAX_ROWS:,} rows, {MAX_FILE_BYTES // 2**20} MiB per file,
-{MAX_AUDIO_SECONDS:.0f} s per clip (PCM WAV, one sample rate). Images are resized to
-{IMAGE_SIZE}×{IMAGE_SIZE}. Nothing leaves this machine.
+{MAX_AUDIO_SECONDS:.0f} s per clip (PCM WAV). Images are resized to
+{IMAGE_SIZE}×{IMAGE_SIZE}. Each audio clip is resampled to 8 kHz, trimmed of leading and trailing
+silence, level-normalised and centre-cropped or zero-padded to 1 s on its own, then turned into a
+32 × 32 log-mel spectrogram, as the bundled speech is. Nothing leaves this machine.
 """
 )
 

@@ -15,13 +15,15 @@ Two layouts (``data.dataset: custom`` with ``data.path`` pointing at either):
   allowed labels; rows with any other label are dropped as "unknown label".
 
 Every bad row is dropped with a reason (missing file, unreadable image, unsupported or corrupt
-WAV, inconsistent sample rate, empty text, non-numeric value, unknown or missing label, file
+WAV, empty text, non-numeric value, unknown or missing label, file
 over the size limit, path outside the folder); the :class:`ImportReport` lists rows kept and
 dropped. Size limits: :data:`MAX_ROWS` rows, :data:`MAX_FILE_BYTES` per media file,
 :data:`MAX_IMAGE_PIXELS` per image, :data:`MAX_AUDIO_SECONDS` per clip, :data:`MAX_CSV_BYTES`.
 
 Tensors: images → grey (or RGB when any image has colour) ``IMAGE_SIZE``² in [0, 1]; audio →
-the same log-mel spectrogram as the bundled speech ([1, 32, 32]); text → character ids over the
+the same front end as the bundled speech (:mod:`kdcore.data.audio`: every clip resampled to one rate,
+silence trimmed, level normalised, centre-cropped or zero-padded to a fixed duration on its own, then a
+[1, 32, 32] log-mel with mel bands below the lowest clip rate's Nyquist frequency); text → character ids over the
 dataset's own character vocabulary; vector views standardised with training-split statistics.
 """
 
@@ -41,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kdcore.data.audio import DEFAULT as AUDIO_FRONT_END, FrontEnd
 from kdcore.data.base import ModalityInfo, MultimodalDataset, TensorData, limit_train, stratified_split
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -357,8 +360,9 @@ def _folder_rows(root: Path) -> tuple[list[dict[str, str]], list[str]]:
     return rows, classes
 
 
-def import_source(path: str | Path, label_column: str | None = None) -> Imported:
-    """Validate every row of an image folder or CSV manifest and build the tensors of the good ones."""
+def import_source(path: str | Path, label_column: str | None = None, audio: "FrontEnd | None" = None) -> Imported:
+    """Validate every row of an image folder or CSV manifest and build the tensors of the good ones
+    (audio columns through the front end ``audio``, default :data:`kdcore.data.audio.DEFAULT`)."""
     src = _source(path)
     report = ImportReport(str(path), "folder" if src.is_dir() else "csv")
     if src.is_dir():
@@ -381,7 +385,6 @@ def import_source(path: str | Path, label_column: str | None = None) -> Imported
         if c.kind == "number":
             view_dims[c.modality] = view_dims.get(c.modality, 0) + 1
     good: list[dict[str, Any]] = []
-    rates: dict[int, int] = {}
     for i, row in enumerate(dict_rows):
         rownum = i + first_row
         try:
@@ -423,26 +426,9 @@ def import_source(path: str | Path, label_column: str | None = None) -> Imported
                     if len(vec) != dim:
                         raise RowError(f"column {c.name!r}: {len(vec)} values, other rows have {dim}")
                     sample[c.modality] = vec
-            for c in cols:
-                if c.kind == "audio":
-                    rates[sample[c.modality][1]] = rates.get(sample[c.modality][1], 0) + 1
             good.append({"row": rownum, **sample})
         except RowError as exc:
             report.dropped.append((rownum, str(exc)))
-    # one sample rate for all clips: the most common one wins, the others are reported
-    if rates:
-        rate = max(rates, key=lambda r: rates[r])
-        if len(rates) > 1:
-            keep = []
-            for s in good:
-                bad = [c.name for c in cols if c.kind == "audio" and s[c.modality][1] != rate]
-                if bad:
-                    report.dropped.append((s["row"], f"inconsistent sample rate in {bad[0]!r}: "
-                                                     f"{s[[c for c in cols if c.name == bad[0]][0].modality][1]} Hz, "
-                                                     f"the other clips use {rate} Hz"))
-                else:
-                    keep.append(s)
-            good = keep
     # classes need a few samples each for the stratified train / val / test split
     counts: dict[str, int] = {}
     for s in good:
@@ -467,13 +453,12 @@ def import_source(path: str | Path, label_column: str | None = None) -> Imported
         report.warnings.append("only one class has usable rows: a classifier needs at least two")
     index = {c: k for k, c in enumerate(classes)}
     labels = np.array([index[s["label"]] for s in good], dtype=np.int64)
-    inputs, infos, meta = _tensors(good, cols, rates and max(rates, key=lambda r: rates[r]), report)
+    inputs, infos, meta = _tensors(good, cols, audio, report)
     meta["rows"] = [s["row"] for s in good]
     return Imported(report, labels, inputs, infos, meta)
 
 
-def _tensors(good, cols, rate, report) -> tuple[dict[str, torch.Tensor], dict[str, ModalityInfo], dict[str, Any]]:
-    from kdcore.data.audio import log_mel
+def _tensors(good, cols, audio, report) -> tuple[dict[str, torch.Tensor], dict[str, ModalityInfo], dict[str, Any]]:
 
     inputs: dict[str, torch.Tensor] = {}
     infos: dict[str, ModalityInfo] = {}
@@ -496,15 +481,17 @@ def _tensors(good, cols, rate, report) -> tuple[dict[str, torch.Tensor], dict[st
             infos[m] = ModalityInfo(m, "image", tuple(x.shape[1:]), f"{'RGB' if colour else 'grey'} image "
                                                                     f"resized to {IMAGE_SIZE}×{IMAGE_SIZE}")
         elif c.kind == "audio":
-            length = max(len(s[m][0]) for s in good)
-            wave_ = np.zeros((len(good), length), dtype=np.float32)
-            for i, s in enumerate(good):
-                wave_[i, : len(s[m][0])] = s[m][0]
-            w = torch.from_numpy(wave_)
-            inputs[m] = log_mel(w, int(rate))
-            meta[f"{m}_sample_rate"] = int(rate)
+            fe = audio or AUDIO_FRONT_END  # each clip on its own: resample, trim, level, crop/pad; never pad to the longest
+            clips, rates = [s[m][0] for s in good], [int(s[m][1]) for s in good]
+            inputs[m] = fe(clips, rates)
+            meta[f"{m}_sample_rate"] = fe.sample_rate
+            meta[f"{m}_source_rates"] = {r: rates.count(r) for r in sorted(set(rates))}
+            secs = [len(x) / r for x, r in zip(clips, rates)]
+            meta[f"{m}_seconds"] = (min(secs), float(np.median(secs)), max(secs))
+            rate_txt = "/".join(f"{r / 1000:g}" for r in sorted(set(rates)))
             infos[m] = ModalityInfo(m, "spectrogram", tuple(inputs[m].shape[1:]),
-                                    f"log-mel spectrogram of a {length / rate:.2f} s clip at {rate} Hz")
+                                    f"log-mel spectrogram ({fe.describe()}) of clips of {min(secs):.2f}–"
+                                    f"{max(secs):.2f} s at {rate_txt} kHz")
         elif c.kind == "text":
             texts = [s[m] for s in good]
             vocab = sorted({ch for t in texts for ch in t})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kdcore.data.audio import add_noise_snr, log_mel
+from kdcore.data.audio import DEFAULT as AUDIO_FRONT_END, add_noise_snr
 from kdcore.data.base import ASSETS, ModalityInfo, MultimodalDataset, TensorData, limit_train, stratified_split
 from kdcore.data.image import add_image_noise
 from kdcore.data.tasks import AUX_TASKS, aux_labels
@@ -27,6 +27,7 @@ class DigitsAV(MultimodalDataset):
     pairing_note = ("Modalities are paired by label, not by instance: an image, a spoken clip and a text of "
                     "the same digit (as AV-MNIST). Test audio comes from voices unseen in training.")
     MODALITIES = {"image": "image", "audio": "spectrogram", "text": "tokens"}
+    NUM_CLASSES = 10
 
     @classmethod
     def noise_knobs(cls):
@@ -62,17 +63,19 @@ class DigitsAV(MultimodalDataset):
         if "audio" in mods:
             clips, clip_idx = self._pair_audio(raw, labels, which_split, spec.seed, rng)
             sr = int(raw["sample_rate"])
-            wave = torch.from_numpy(clips[clip_idx].astype(np.float32) / 32767.0)
+            fe = AUDIO_FRONT_END  # trim, level, 1 s crop/pad once per stored clip; then noise; then log-mel
+            wave = fe.prepare(clips.astype(np.float32) / 32767.0, sr)[torch.from_numpy(clip_idx)]
             if "audio_snr_db" in noise:
                 wave = add_noise_snr(wave, float(noise["audio_snr_db"]), gen)
-            spec_ = log_mel(wave, sr)
+            spec_ = fe.spectrogram(wave, fe.f_max_for([sr]))
             tr = split["train"]
             mu, sd = spec_[tr].mean(), spec_[tr].std().clamp_min(1e-6)
             inputs["audio"] = (spec_ - mu) / sd
             meta["audio_clip"] = torch.from_numpy(clip_idx)
             meta["audio_sample_rate"] = sr
             meta["audio_waves"] = clips  # int16 [clips, T] for playback (clean)
-            infos["audio"] = ModalityInfo("audio", "spectrogram", (1, 32, 32), "log-mel spectrogram of a spoken digit")
+            infos["audio"] = ModalityInfo("audio", "spectrogram", tuple(spec_.shape[1:]),
+                                          f"log-mel spectrogram of a spoken digit ({fe.describe()})")
         if "text" in mods:
             langs, names = textmod.digit_names()
             rate = float(noise.get("text_corruption", 0.0))
