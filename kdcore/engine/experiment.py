@@ -61,6 +61,7 @@ class ExperimentResult:
     message: str = ""
     run_dir: str | None = None
     teacher_cache: str = ""
+    data: dict[str, Any] = field(default_factory=dict)  # test_size, num_classes, chance, regime
 
     @property
     def kd_gain(self) -> float | None:
@@ -70,7 +71,8 @@ class ExperimentResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "message": self.message, "run_dir": self.run_dir,
-                "teacher_cache": self.teacher_cache, "kd_gain": self.kd_gain, "phases": self.phases}
+                "teacher_cache": self.teacher_cache, "kd_gain": self.kd_gain, "data": self.data,
+                "phases": self.phases}
 
 
 class Experiment:
@@ -317,7 +319,20 @@ class Experiment:
                             **(res.history[-1]["extra"] if res.history else {}),
                             **self.phase_extra.get(name, {})}
         return ExperimentResult(status, phases, message, str(self.run_dir) if self.run_dir else None,
-                                self.teacher_cache.describe() if self.teacher_cache else "")
+                                self.teacher_cache.describe() if self.teacher_cache else "", self._data_info())
+
+    def _data_info(self) -> dict[str, Any]:
+        """What a verdict needs to know about the data: test-set size and chance level (the most
+        frequent test class's share), and the regime in words."""
+        if self.data is None:
+            return {}
+        test = self.data.split("test").labels
+        counts = torch.bincount(test, minlength=self.data.num_classes)
+        info: dict[str, Any] = {"test_size": int(test.numel()), "num_classes": int(self.data.num_classes),
+                                "chance": float(counts.max()) / max(1, int(test.numel()))}
+        if self.regime is not None and self.regime.active:
+            info.update(regime=self.regime.describe(), labelled=self.regime.labelled, transfer=self.regime.transfer)
+        return info
 
     def _result_dict_safe(self) -> dict[str, Any]:
         final = getattr(self, "final", None)

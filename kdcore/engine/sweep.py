@@ -7,6 +7,7 @@ import sys
 from typing import Any, TextIO
 
 from kdcore.engine.experiment import Experiment
+from kdcore.engine.verdict import seed_verdict
 from kdcore.spec import ExperimentSpec
 
 
@@ -22,6 +23,7 @@ def run_sweep(spec: ExperimentSpec, seeds: int, progress: TextIO | None = None) 
         if res.status != "finished":
             raise RuntimeError(f"seed {seed}: run {res.status}: {res.message}")
         row = {name: r["test_acc"] for name, r in res.phases.items()}
+        row["data"] = res.data
         row["params"] = {name: r["params"] for name, r in res.phases.items()}
         for name, r in res.phases.items():
             for k, v in r.items():
@@ -37,7 +39,9 @@ def run_sweep(spec: ExperimentSpec, seeds: int, progress: TextIO | None = None) 
                "phases": {p: _mean_std([r[p] for r in per_seed]) for p in phases},
                "params": per_seed[0]["params"], "per_seed": per_seed}
     if "kd" in phases and "baseline" in phases:
-        summary["kd_gain"] = _mean_std([r["kd"] - r["baseline"] for r in per_seed])
+        gains = [r["kd"] - r["baseline"] for r in per_seed]
+        summary["kd_gain"] = {**_mean_std(gains), "per_seed": gains}
+        summary["verdict"] = seed_verdict([100 * g for g in gains]).label
     extras = sorted({k for r in per_seed for k in r.get("extra", {})})
     summary["extra"] = {k: _mean_std([r["extra"][k] for r in per_seed if k in r.get("extra", {})]) for k in extras}
     return summary
@@ -54,7 +58,8 @@ def sweep_table(summary: dict[str, Any]) -> str:
     gain = summary.get("kd_gain")
     g = f"{100 * gain['mean']:+.1f} ± {100 * gain['std']:.1f}" if gain else "–"
     row = f"| {summary['preset']} | " + " | ".join(fmt(summary["phases"][c]) for c in cols) + f" | {g} |"
-    return "\n".join([head, sep, row, f"(test accuracy %, mean ± std over {summary['seeds']} seeds)"])
+    verdict = seed_verdict([100 * x for x in gain["per_seed"]]).sentence() if gain else ""
+    return "\n".join([head, sep, row, f"(test accuracy %, mean ± std over {summary['seeds']} seeds) {verdict}"])
 
 
 if __name__ == "__main__":  # pragma: no cover
