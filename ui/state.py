@@ -29,7 +29,7 @@ from kdcore.spec import ExperimentSpec, SpecError, validate_spec
 SPEC_KEY, VERSION_KEY, JOB_KEY, PRESET_KEY, URL_DONE_KEY = "spec", "spec_version", "job_id", "preset", "url_loaded"
 # Mappings whose keys are free: the URL carries them whole (so removing an entry survives the trip).
 _WHOLE = {"noise", "encoders", "losses", "params", "weighting_params", "temperature_params", "modalities",
-          "aux_tasks", "extra_phases"}
+          "aux_tasks", "extra_phases", "teacher_noise_pairs"}  # int-keyed {4: 9}: whole, as JSON {"4": 9}
 _NOT_IN_URL = {"description"}
 
 FAST_OVERRIDES = ["data.train_limit=150", "train.teacher_epochs=2", "train.student_epochs=2", "train.batch_size=32"]
