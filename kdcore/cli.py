@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Callable
 
-from kdcore.presets import PRESETS, PresetError, load_preset
+from kdcore.presets import DEFAULT_PRESET, PRESETS, PresetError, load_preset, measured_for
 from kdcore.spec import ExperimentSpec, SpecError
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = {}
@@ -38,7 +38,7 @@ def spec_from_args(args: argparse.Namespace) -> ExperimentSpec:
         if args.config:
             spec = ExperimentSpec.load(args.config)
         else:
-            spec = load_preset(args.preset or "digits-av")
+            spec = load_preset(args.preset or DEFAULT_PRESET)
         return spec.with_overrides(args.set or [])
     except (SpecError, PresetError) as exc:
         raise UsageError(str(exc)) from None
@@ -85,7 +85,8 @@ class ProgressPrinter:
 
 
 # extra per-phase metrics shown as columns (fractions, printed as %): header → result key prefix/name
-_EXTRA_COLUMNS = {"fgsm_acc": "FGSM", "pgd_acc": "PGD", "sparsity": "sparsity"}
+_EXTRA_COLUMNS = {"fgsm_acc": "FGSM", "pgd_acc": "PGD", "sparsity": "sparsity", "agreement": "agree",
+                  "ece": "ECE", "omitted_acc": "omitted", "omitted_acc_corrected": "omit+bias"}
 
 
 def _extra_columns(phases: dict) -> list[tuple[str, str]]:
@@ -114,7 +115,7 @@ def _efficiency_lines(phases: dict) -> list[str]:
     return out
 
 
-def result_table(result: dict) -> str:
+def result_table(result: dict, stored: dict | None = None) -> str:
     phases = result["phases"]
     w = max([10, *map(len, phases)])
     cols = _extra_columns(phases)
@@ -133,10 +134,19 @@ def result_table(result: dict) -> str:
                      "(standardised input units; token inputs unperturbed).")
     if any(k == "sparsity" for k, _ in cols):
         lines.append("sparsity = fraction of conv/linear weights pruned to zero.")
+    if any(k == "agreement" for k, _ in cols):
+        lines.append("agree = top-1 agreement with the teacher on the test split; ECE = expected calibration error.")
+    if any(k == "omitted_acc" for k, _ in cols):
+        biases = ", ".join(f"{n} {r['bias']:+.1f}" for n, r in phases.items() if "bias" in r)
+        lines.append(f"omitted = test accuracy on the omitted classes; omit+bias = after adding the bias fitted on "
+                     f"the validation split to their logits ({biases}).")
+    if (result.get("data") or {}).get("regime"):
+        lines.append(f"data regime: {result['data']['regime']}")
     if result.get("kd_gain") is not None:
-        g = 100 * result["kd_gain"]
-        verdict = "KD helped" if g > 0 else ("KD hurt" if g < 0 else "no change")
-        lines.append(f"KD gain (kd − baseline, test): {g:+.2f} points — {verdict} (single seed)")
+        from kdcore.engine.verdict import run_verdict
+
+        lines.append("Verdict: " + run_verdict(result, stored, repeat_hint="run `python -m kdcore sweep` with the "
+                                                  "same --preset/--set and --seeds 3"))
     lines.append("Accuracy = test split, checkpoint with the best validation accuracy of each phase.")
     lines += _efficiency_lines(phases)
     if result.get("teacher_cache"):
@@ -182,7 +192,8 @@ def _run(args) -> int:
         print(json.dumps(result, indent=2))
     else:
         print()
-        print(result_table(result))
+        stored = measured_for(spec, args.preset or (None if args.config else DEFAULT_PRESET))
+        print(result_table(result, stored))
         if result["run_dir"]:
             print(f"run folder: {result['run_dir']}  (run id {exp.run_id})")
     return 0 if result["status"] == "finished" else 1
