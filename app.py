@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import streamlit as st
 
-from kdcore.presets import DEFAULT_PRESET, PRESETS
+from kdcore.presets import DEFAULT_PRESET, MEASURED_FILE, PRESETS, lessons
 from kdcore.viz import hard_vs_soft_figure
 from ui import state
 from ui.models import BUNDLED, load_models, logits_for, model_sources
+
+try:
+    from ui.lecture import lecture_mode
+except ImportError:  # the lecture-mode toggle (ui/lecture.py) is being added
+    def lecture_mode() -> bool:
+        return False
 
 st.set_page_config(page_title="KD Lab", page_icon="🧪", layout="wide")
 state.init()
@@ -49,20 +56,69 @@ with right:
         st.plotly_chart(fig, key="home-figure")
         st.caption("A real test sample and the bundled teacher. Explore it in the Temperature explorer.")
 
-st.header("Presets")
-st.caption("Each preset is a full experiment spec. *Load* opens it in Setup; *Run* starts it right away.")
-cols = st.columns(2)
-for i, name in enumerate(PRESETS):
+st.header("Presets, grouped by what they teach")
+st.caption("Each preset is a full experiment spec with a claim. *Load* opens it in Setup; *Run* starts it right away. "
+           "The measured result is the paired KD − baseline gain over several seeds (KD helps or hurts only when the "
+           "mean is more than 2 standard deviations from 0).")
+GROUPS = [("helps", "KD helps"), ("hurts", "KD hurts"), ("why", "Why (and when it does not)"), ("methods", "Methods")]
+LESSONS = lessons()
+
+
+def measured_entries(preset: str) -> list[tuple[str, dict]]:
+    """The stored multi-seed results of a preset and its measured variants (scripts/sweep_presets.py)."""
+    if not MEASURED_FILE.is_file():
+        return []
+    try:
+        table = json.loads(MEASURED_FILE.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return []
+    own = [(k, v) for k, v in table.items() if k == preset]
+    variants = [(k, v) for k, v in table.items() if k != preset and isinstance(v, dict) and v.get("preset") == preset]
+    return own + variants
+
+
+def measured_line(entry: str, preset: str, m: dict) -> str:
+    g = m.get("kd_gain") or {}
+    if g.get("mean") is None:
+        return ""
+    head = f"over {g.get('n', '?')} seeds: {g['mean']:+.1f} ± {g.get('std', 0):.1f} points — {m.get('verdict', '')}"
+    metrics = m.get("metrics") or {}
+    if (metrics.get("kd.omitted_acc") or {}).get("mean") is not None and "baseline.omitted_acc" in metrics:
+        head += (f"; omitted class: baseline {100 * metrics['baseline.omitted_acc']['mean']:.0f} % → "
+                 f"KD {100 * metrics['kd.omitted_acc']['mean']:.0f} %")
+    label = entry[len(preset):].lstrip(" ·") if entry.startswith(preset) else entry
+    return f"*{label}* {head}" if label else head
+
+
+def preset_card(name: str) -> None:
     spec = state.preset_spec(name)
-    with cols[i % 2].container(border=True):
+    lesson = LESSONS.get(name) or {}
+    with st.container(border=True):
         st.subheader(name)
-        st.markdown(spec.description.strip() or "_no description_")
+        if lesson.get("claim"):
+            st.markdown(f"**{lesson['claim']}**")
+        lines = [line for entry, m in measured_entries(name) if (line := measured_line(entry, name, m))]
+        if lines:
+            st.markdown("Measured " + "  \n".join(lines))
+        elif lesson:
+            st.caption("Not measured over seeds yet: one run of it is not evidence.")
         s_mods = ", ".join(spec.student_modalities())
         t_mods = ", ".join(spec.teacher_modalities())
         losses = " + ".join(f"{k} {v.weight:g}" for k, v in spec.distill.losses.items())
-        st.caption(f"dataset **{spec.data.dataset}** · teacher sees {t_mods} · student sees {s_mods} · "
-                   f"loss {losses} · T={spec.distill.temperature:g} · epochs {spec.train.teacher_epochs}/"
-                   f"{spec.train.student_epochs}")
+
+        def details() -> None:
+            st.markdown(spec.description.strip() or "_no description_")
+            if lesson.get("look_at"):
+                st.markdown(f"*What to look at:* {lesson['look_at']}")
+            st.caption(f"dataset **{spec.data.dataset}** · teacher sees {t_mods} · student sees {s_mods} · "
+                       f"loss {losses} · T={spec.distill.temperature:g} · epochs {spec.train.teacher_epochs}/"
+                       f"{spec.train.student_epochs}")
+
+        if lecture_mode():
+            with st.expander("Details"):
+                details()
+        else:
+            details()
         b1, b2 = st.columns(2)
         if b1.button("Load in Setup", key=f"load-{name}"):
             state.load_preset_into_session(name)
@@ -71,6 +127,17 @@ for i, name in enumerate(PRESETS):
             state.load_preset_into_session(name)
             state.submit()
             st.switch_page("pages/2_Train.py")
+
+
+for group, title in GROUPS:
+    names = [n for n in PRESETS if (LESSONS.get(n) or {}).get("group", "methods") == group]
+    if not names:
+        continue
+    st.subheader(title, anchor=f"lessons-{group}", divider="gray")
+    cols = st.columns(2)
+    for i, name in enumerate(names):
+        with cols[i % 2]:
+            preset_card(name)
 
 st.header("Pages")
 for page in sorted((ROOT / "pages").glob("*.py")):

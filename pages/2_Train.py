@@ -1,6 +1,9 @@
 """Train: the live view of a background job — progress + ETA per phase, every loss term, accuracy of
-teacher / baseline / KD student, adaptive weights and temperature, learning rate, the final result
-table and a plain-words verdict. Leaving the page does not stop the job."""
+teacher / baseline / KD student, adaptive weights and temperature, learning rate; the preset's lesson
+(its claim and what to look at) while it runs; after it, the result table (accuracy, agreement with
+the teacher, KL, ECE, omitted-class accuracy before / after the bias correction), the per-class
+accuracy chart, the chart that carries the lesson and an honest verdict (the preset's stored
+multi-seed result beside this run, or the seed repeat). Leaving the page does not stop the job."""
 
 from __future__ import annotations
 
@@ -9,17 +12,18 @@ import time
 
 import streamlit as st
 
+from kdcore.engine.verdict import run_verdict
+from kdcore.presets import lessons, measured_for
 from kdcore.viz import (
     accuracy_figure,
     loss_terms_figure,
     lr_figure,
-    result_table,
     strategy_figure,
     uses_adaptive_strategy,
-    verdict,
 )
+from kdcore.viz.lessons import lesson_figure, lesson_result_table, per_class_figure
 from ui import state
-from ui.seeds import seed_group_summary, submit_seed_group
+from ui.seeds import REPEAT_HINT, REPEAT_LABEL, base_preset_of, seed_group_summary, submit_seed_group
 
 st.set_page_config(page_title="KD Lab · Train", page_icon="🧪", layout="wide")
 state.init()
@@ -52,6 +56,20 @@ if picked != job.id:
     st.rerun()
 
 polling = not job.done
+preset = base_preset_of(job.spec)  # from the run's name ("omitted-digit", "digits-av · width 8")
+lesson = lessons().get(preset or "") or {}
+if lesson:
+    text = f"**{preset}** — {lesson.get('claim', '')}"
+    if lesson.get("look_at"):
+        text += f"\n\n**What to look at:** {lesson['look_at']}"
+    if lesson.get("toggle"):
+        tg = lesson["toggle"]
+        text += f"\n\n**Then try:** {tg.get('label', tg.get('field'))} (setting `{tg.get('field')}` in Setup)."
+    if not job.done:
+        chart = {"omitted": "the omitted-class accuracy", "agreement": "agreement with the teacher vs accuracy"}
+        text += (f"\n\nWhen the run ends: the result table, {chart.get(lesson.get('chart'), 'the lesson chart')} "
+                 "and the per-class accuracy chart appear below.")
+    st.info(text, icon=":material/school:")
 POLL_S = float(os.environ.get("KDLAB_POLL_S", "0.5"))  # live refresh interval (seconds)
 ss["train-polling"] = polling
 
@@ -61,6 +79,27 @@ def fmt_seconds(s: float | None) -> str:
         return "…"
     s = int(round(s))
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def show_result(result: dict, spec) -> None:
+    st.subheader("Result (test split, best-on-validation checkpoint)")
+    data = result.get("data") or {}
+    if data.get("regime"):
+        st.caption(f"Data: {data['regime']} · {data.get('test_size', '?')} test samples.")
+    st.dataframe(lesson_result_table(result), hide_index=True, key="train-result")
+    stored = measured_for(spec, preset) if preset else None
+    st.markdown(f"**Verdict:** {run_verdict(result, stored=stored, repeat_hint=REPEAT_HINT)}")
+    omitted = list(spec.data.regime.omit_classes) if spec.data.regime else []
+    chart = lesson.get("chart") if lesson else None
+    fig = lesson_figure(result, chart)
+    if fig is None and chart is not None:
+        fig = lesson_figure(result, None)
+    left, right = st.columns(2)
+    if fig is not None:
+        left.plotly_chart(fig, key="train-lesson-chart")
+    if any(r.get("per_class_acc") for r in result["phases"].values()):
+        (right if fig is not None else left).plotly_chart(per_class_figure(result, omitted=omitted),
+                                                          key="train-per-class")
 
 
 @st.fragment(run_every=POLL_S if polling else None)
@@ -118,9 +157,7 @@ def live(job_id: str) -> None:
             (st.error if snap.status in ("failed", "diverged") else st.warning)(
                 f"The run {snap.status}: {snap.message}")
         if snap.result and snap.result.get("phases"):
-            st.subheader("Result (test split, best-on-validation checkpoint)")
-            st.dataframe(result_table(snap.result), hide_index=True, key="train-result")
-            st.markdown(f"**Verdict:** {verdict(snap.result, seeds=1)}")
+            show_result(snap.result, j.spec)
         if ss.get("train-polling"):
             ss["train-polling"] = False
             st.rerun()  # once: the page re-renders without polling
@@ -141,7 +178,7 @@ if group is not None:
         if st.button("Refresh", key="train-seed-refresh"):
             st.rerun()
 if job.done and job.snapshot().status == "finished":
-    if st.button("Repeat this experiment over 3 seeds", key="train-seeds",
+    if st.button(REPEAT_LABEL, key="train-seeds",
                  help="Runs seeds 0, 1, 2 of this spec as separate jobs; one seed is not evidence."):
         ss["seed-group"] = submit_seed_group(manager, job.spec, 3)
         st.rerun()

@@ -1,14 +1,30 @@
-"""Repeat a spec over several seeds as separate jobs and summarise them (mean KD gain ± std)."""
+"""Repeat a spec over several seeds as separate jobs and summarise them: the paired KD gain per seed
+and the 2-std verdict of :func:`kdcore.engine.verdict.seed_verdict`; the preset a job comes from."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
 
 from kdcore.engine.jobs import JobManager
+from kdcore.engine.verdict import seed_verdict
+from kdcore.presets import PRESETS
 from kdcore.spec import ExperimentSpec
-from kdcore.viz.training import aggregate_results, verdict
+
+REPEAT_LABEL = "Repeat this experiment over 3 seeds"
+REPEAT_HINT = f"press “{REPEAT_LABEL}” below to run seeds 0, 1 and 2"
+
+
+def base_preset_of(spec: ExperimentSpec, fallback: str | None = None) -> str | None:
+    """The preset a spec was made from, read from its name ("digits-av · width 8", "few-labels-seed1"),
+    else ``fallback`` (the session's base preset), else None."""
+    name = (spec.name or "").split(" · ")[0].strip()
+    name = re.sub(r"-seed\d+$", "", name)
+    if name in PRESETS:
+        return name
+    return fallback if fallback in PRESETS else None
 
 
 def submit_seed_group(manager: JobManager, spec: ExperimentSpec, n: int) -> list[str]:
@@ -23,18 +39,31 @@ def seed_group_summary(manager: JobManager, ids: list[str] | None) -> dict[str, 
     snaps = [j.snapshot() for j in (manager.get(i) for i in ids) if j is not None]
     if not snaps:
         return None
-    rows = []
+    rows, gains = [], []
     for s in snaps:
         ph = (s.result or {}).get("phases", {})
         acc = {p: round(100 * r["test_acc"], 2) for p, r in ph.items() if r.get("test_acc") is not None}
-        rows.append({"seed": s.spec.data.seed, "status": s.state_label, **{f"{p} test acc (%)": v
-                                                                             for p, v in acc.items()},
-                     "KD gain (points)": round(acc["kd"] - acc["baseline"], 2) if {"kd", "baseline"} <= set(acc)
-                     else None})
-    agg = aggregate_results([s.result or {} for s in snaps])
+        row: dict[str, Any] = {"seed": s.spec.data.seed, "status": s.state_label,
+                               **{f"{p} test acc (%)": v for p, v in acc.items()}}
+        if s.status == "finished" and {"kd", "baseline"} <= set(ph):
+            gain = 100 * (ph["kd"]["test_acc"] - ph["baseline"]["test_acc"])
+            gains.append(gain)
+            row["KD gain (points)"] = round(gain, 2)
+        if ph.get("kd", {}).get("agreement") is not None:
+            row["KD agreement with teacher (%)"] = round(100 * ph["kd"]["agreement"], 2)
+        if ph.get("kd", {}).get("omitted_acc") is not None:
+            row["KD omitted-class acc (%)"] = round(100 * ph["kd"]["omitted_acc"], 2)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table = table.fillna("–") if table.isna().any().any() else table
     finished = sum(1 for s in snaps if s.status == "finished")
-    text = verdict(agg, seeds=agg.get("seeds", 0)) if agg["status"] == "finished" else ""
-    if agg.get("gain_std") is not None:
-        text += f" Seed-to-seed spread of the gain: ± {agg['gain_std']:.1f} points (std)."
-    return {"table": pd.DataFrame(rows), "done": all(s.done for s in snaps), "n": len(snaps), "finished": finished,
-            "verdict": text}
+    done = all(s.done for s in snaps)
+    text = ""
+    if gains:
+        text = seed_verdict(gains).sentence() + "."
+        if finished < len(snaps) and done:
+            text += f" ({len(snaps) - finished} seed(s) did not finish and are left out.)"
+    elif done:
+        text = "No seed finished, so there is no KD gain to judge."
+    return {"table": table, "done": done, "n": len(snaps), "finished": finished, "verdict": text,
+            "gains": gains}
