@@ -1,5 +1,6 @@
-"""Setup: every field of the experiment spec as grouped widgets, a preview of the data, model sizes,
-YAML preview / download / upload. The whole setup lives in the URL."""
+"""Setup: every field of the experiment spec as grouped widgets (data regime included), a preview of
+the data, model sizes, YAML preview / download / upload. The whole setup lives in the URL. Lecture
+mode (sidebar) shows only the fields a lesson is about; the others keep their values."""
 
 from __future__ import annotations
 
@@ -11,15 +12,22 @@ from kdcore.models import build_model, count_parameters
 from kdcore.presets import PRESETS
 from kdcore.spec import ExperimentSpec, SpecError, validate_spec
 from ui import state
+from ui.lecture import lecture_toggle
 from ui.preview import show_sample
 from ui.setup_form import Form, data_group, distill_group, model_group, route_errors, spec_errors_box, train_group
 
 st.set_page_config(page_title="KD Lab · Setup", page_icon="🧪", layout="wide")
 state.init()
 ss = st.session_state
+lecture = lecture_toggle()
 st.title("Setup")
 if ss.get("url_error"):
     st.warning(ss.pop("url_error"))
+if ss.get("setup-notice"):
+    st.info(ss.pop("setup-notice"))
+if lecture:
+    st.caption("Lecture mode: only the dataset, modalities, data regime, losses, temperature and epochs are shown; "
+               "the other settings keep their values (switch lecture mode off in the sidebar to see them).")
 
 current = state.get_spec()
 
@@ -40,13 +48,14 @@ if upload is not None and ss.get("setup-upload-done") != upload.file_id:
     except (SpecError, UnicodeDecodeError) as exc:
         st.error(f"{upload.name}: {exc}")
 
-form = Form(current.to_dict(), state.spec_version())
+form = Form(current.to_dict(), state.spec_version(), lecture=lecture)
 d = form.d
 slots = {}
 
-c1, c2 = st.columns([1, 3])
-d["name"] = c1.text_input("experiment name", value=d["name"], max_chars=80, key=form.key("name"))
-d["description"] = c2.text_area("description", value=d["description"], key=form.key("description"), height=68)
+if not lecture:
+    c1, c2 = st.columns([1, 3])
+    d["name"] = c1.text_input("experiment name", value=d["name"], max_chars=80, key=form.key("name"))
+    d["description"] = c2.text_area("description", value=d["description"], key=form.key("description"), height=68)
 slots["general"] = st.container()
 
 with st.expander("1 · Data & modalities", expanded=True):
@@ -57,9 +66,12 @@ if form.errors.get("data") and d["data"]["dataset"] == "custom":  # no usable so
         spec_errors_box(form.errors, "data")
     st.info("Enter the path of an image folder or CSV manifest (the Data page checks and imports one).")
     st.stop()
+dropped = d.pop("_dropped", "")
 if d.pop("_dataset_changed", False):
     try:
         state.set_spec(validate_spec(d))
+        if dropped:
+            ss["setup-notice"] = dropped
         st.rerun()
     except SpecError as exc:
         st.error(str(exc))
@@ -80,7 +92,7 @@ with scol, st.expander("3 · Student", expanded=True):
 with st.expander("4 · Distillation", expanded=True):
     slots["distill"] = st.container()
     distill_group(form)
-with st.expander("5 · Training", expanded=False):
+with st.expander("5 · Training", expanded=lecture):
     slots["train"] = st.container()
     train_group(form)
 
