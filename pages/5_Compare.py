@@ -1,5 +1,6 @@
-"""Compare: every run folder as a row (spec differences highlighted, results), overlay the curves of
-the selected runs, export the table as CSV."""
+"""Compare: every run folder as a row — the spec fields that differ between runs first (highlighted),
+then the KD gain, accuracy, agreement with the teacher, ECE and omitted-class accuracy — overlay the
+curves of the selected runs, export the table as CSV."""
 
 from __future__ import annotations
 
@@ -21,11 +22,16 @@ if not runs:
     st.stop()
 
 df, differ = runs_table(runs)
-st.caption(f"{len(runs)} runs in `{root}`. Highlighted columns are the spec fields that differ between runs; "
-           "select rows to overlay their curves.")
+st.caption(f"{len(runs)} runs in `{root}`. The highlighted columns right after the name are the settings that "
+           "differ between the runs (empty and unset count as the same); then the KD gain (KD student − the same "
+           "student without KD, test accuracy points) and the metrics. Select rows to overlay their curves. "
+           "“–”: not measured in that run.")
+if not differ:
+    st.caption("All runs share the same settings (apart from their names).")
 styled = df.style.apply(lambda col: ["background-color: #FFF3BF" if col.name in differ else "" for _ in col],
                         axis=0).format(precision=2, na_rep="–")
-event = st.dataframe(styled, hide_index=True, on_select="rerun", selection_mode="multi-row", key="cmp-table")
+event = st.dataframe(styled, hide_index=True, on_select="rerun", selection_mode="multi-row", key="cmp-table",
+                     column_config={"name": st.column_config.Column(pinned=True)})
 st.download_button("Export CSV", df.to_csv(index=False), file_name="kdlab-runs.csv", mime="text/csv",
                    key="cmp-csv")
 
