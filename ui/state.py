@@ -108,15 +108,27 @@ def load_preset_into_session(name: str) -> ExperimentSpec:
 
 # ---- jobs --------------------------------------------------------------------------------
 def submit(spec: ExperimentSpec | None = None) -> Job:
-    """Submit the current (or given) spec to the process-wide manager; remember it for this tab.
+    """Submit the current (or given) spec to the process-wide manager, named by :func:`labelled`;
+    remember it for this tab.
 
     Teacher–student attribution agreement is tracked during training (IG, 16 samples, every 4th
     student epoch and the last: ~0.1–0.3 s each on 2 CPU cores) for the Attributions page."""
     from kdcore.explain import AgreementCallback
 
-    job = get_manager().submit(spec or get_spec(), epoch_callbacks=[AgreementCallback(every=4)])
+    job = get_manager().submit(labelled(spec or get_spec()), epoch_callbacks=[AgreementCallback(every=4)])
     st.session_state[JOB_KEY] = job.id
     return job
+
+
+def labelled(spec: ExperimentSpec) -> ExperimentSpec:
+    """``spec`` named from this tab's base preset plus what was changed (``kdcore.naming.run_label``),
+    so edited copies of one preset are told apart in Train and Compare; a name the user typed stays."""
+    from kdcore.naming import run_label
+
+    base = base_preset()
+    ref = preset_spec(base) if base in PRESETS else None
+    label = run_label(spec, base, ref)
+    return spec if label == spec.name else spec.model_copy(update={"name": label})
 
 
 def submit_resume(run_id: str) -> Job:
