@@ -269,8 +269,9 @@ def keep_valid_classes(regime: dict, n_classes: int | None, dataset: str) -> str
     if len(regime["omit_classes"]) >= n_classes:
         dropped += regime["omit_classes"]
         regime["omit_classes"] = []
-    bad = {s: t for s, t in regime["teacher_noise_pairs"].items() if not (0 <= s < n_classes and 0 <= t < n_classes)}
-    regime["teacher_noise_pairs"] = {s: t for s, t in regime["teacher_noise_pairs"].items() if s not in bad}
+    pairs = {int(s): int(t) for s, t in regime["teacher_noise_pairs"].items()}  # JSON-dumped spec: str keys
+    bad = {s: t for s, t in pairs.items() if not (0 <= s < n_classes and 0 <= t < n_classes)}
+    regime["teacher_noise_pairs"] = {s: t for s, t in pairs.items() if s not in bad}
     parts = []
     if dropped:
         parts.append(f"omitted classes {', '.join(map(str, dropped))}")
