@@ -227,7 +227,8 @@ def test_no_internal_jargon_in_setup(open_page):
         texts.append(w.help or "")
     blob = "\n".join(texts)
     assert "§" not in blob and "seed's" not in blob and "docs/" not in blob
-    assert plain("activation boundaries (the seed's hinge loss): squared hinge") == "activation boundaries: squared hinge"
+    assert plain("activation boundaries (the seed's hinge loss): squared hinge") == \
+        "activation boundaries: squared hinge"
     assert plain("KD Lab seed §4.2; hints as in Romero et al. ICLR 2015") == "hints as in Romero et al. ICLR 2015"
 
 
