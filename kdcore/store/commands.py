@@ -146,8 +146,9 @@ def figures_html(run_dir: Path) -> str:
             + "\n".join(parts) + "</body></html>")
 
 
-def export_run(run_dir: Path, out: Path, record: dict | None = None) -> list[str]:
-    """Zip spec, metrics, result, log and checkpoints of a run, plus ``figures.html``."""
+def export_run(run_dir: Path, out: Path, record: dict | None = None, onnx_dir: Path | None = None) -> list[str]:
+    """Zip spec, metrics, result, log, checkpoints and TensorBoard event files of a run, plus
+    ``figures.html``; with ``onnx_dir``, also its ``*.onnx`` files and parity report under ``onnx/``."""
     run_dir = Path(run_dir)
     names: list[str] = []
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -157,12 +158,21 @@ def export_run(run_dir: Path, out: Path, record: dict | None = None) -> list[str
             if (run_dir / rel).is_file():
                 zf.write(run_dir / rel, rel)
                 names.append(rel)
+        for f in sorted(run_dir.glob("events.out.tfevents.*")):
+            if f.is_file():
+                zf.write(f, f.name)
+                names.append(f.name)
         ck = run_dir / "checkpoints"
         if ck.is_dir():
             for f in sorted(ck.iterdir()):
                 if f.is_file() and f.suffix in (".safetensors", ".json"):
                     zf.write(f, f"checkpoints/{f.name}")
                     names.append(f"checkpoints/{f.name}")
+        if onnx_dir is not None:
+            for f in sorted(Path(onnx_dir).iterdir()):
+                if f.is_file() and (f.suffix == ".onnx" or f.name == "onnx_report.json"):
+                    zf.write(f, f"onnx/{f.name}")
+                    names.append(f"onnx/{f.name}")
         zf.writestr("figures.html", figures_html(run_dir))
         names.append("figures.html")
         if record is not None:
@@ -174,22 +184,87 @@ def export_run(run_dir: Path, out: Path, record: dict | None = None) -> list[str
 
 def _export_args(p):
     p.add_argument("run_id", help="run id (or a unique prefix / name)")
-    p.add_argument("out", help="zip file to write, e.g. run.zip")
+    p.add_argument("out", nargs="?", help="zip file to write, e.g. run.zip (with --onnx, the zip holds the "
+                                          "ONNX files too)")
     _root_arg(p)
+    p.add_argument("--onnx", metavar="DIR", help="export the teacher and student phases to DIR/<phase>.onnx, "
+                                                 "checked with onnxruntime on the test split, with latency")
+    p.add_argument("--phase", action="append", metavar="PHASE",
+                   help="student phase(s) to export with the teacher (default kd; repeat for more)")
+    p.add_argument("--exporter", default="dynamo", help="dynamo (torch.export, default) or torchscript (legacy, "
+                                                        "faster to export)")
+    p.add_argument("--no-latency", action="store_true", help="skip the onnxruntime / PyTorch latency table")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="write TensorBoard event files of the run (from metrics.jsonl) to DIR/<run id>")
+
+
+def _writable_dir(path: Path) -> Path:
+    if path.exists() and not path.is_dir():
+        raise _usage(f"cannot write to {path}: it is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".kdlab-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise _usage(f"cannot write to {path}: {exc.strerror or exc}") from None
+    return path
 
 
 def _export(args) -> int:
+    if not (args.out or args.onnx or args.tensorboard):
+        raise _usage("give OUT.zip, --onnx DIR or --tensorboard DIR")
+    if args.phase and not args.onnx:
+        raise _usage("--phase goes with --onnx DIR")
     reg = _registry(args)
     rec = _resolve(reg, args.run_id)
     run_dir = Path(rec.run_dir)
     if not run_dir.is_dir():
         raise _usage(f"the folder of run {rec.id} is missing: {run_dir}")
-    out = Path(args.out)
-    if out.suffix.lower() != ".zip":
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix.lower() != ".zip":
         raise _usage(f"OUT must end in .zip, got {args.out!r}")
-    names = export_run(run_dir, out, rec.to_dict())
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {', '.join(names)}")
-    return 0
+    code = 0
+    onnx_dir = None
+    if args.onnx:
+        from kdcore.export.onnx_export import (EXPORTERS, OnnxExportError, ParityError, latency_table,
+                                               parity_lines, select_phases)
+
+        if args.exporter not in EXPORTERS:
+            raise _usage(f"--exporter must be {' or '.join(EXPORTERS)}, got {args.exporter!r}")
+        try:
+            select_phases(run_dir, args.phase)  # unknown phase: fail before loading anything
+        except OnnxExportError as exc:
+            raise _usage(str(exc)) from None
+        onnx_dir = _writable_dir(Path(args.onnx))
+        from kdcore.export.onnx_export import export_onnx
+
+        try:
+            rep = export_onnx(run_dir, onnx_dir, args.phase, exporter=args.exporter, latency=not args.no_latency,
+                              progress=lambda s: print(s, file=sys.stderr, flush=True))
+        except ParityError as exc:
+            print(f"error: parity check FAILED: {exc}", file=sys.stderr)
+            return 1
+        except OnnxExportError as exc:
+            raise _usage(str(exc)) from None
+        print(f"wrote {', '.join(str(onnx_dir / r['file']) for r in rep['models'].values())} "
+              f"(exporter {rep['exporter']}; report {onnx_dir / 'onnx_report.json'})")
+        print("parity (onnxruntime vs PyTorch):")
+        print("\n".join(parity_lines(rep)))
+        table = latency_table(rep)
+        if table:
+            print(table)
+    if args.tensorboard:
+        from kdcore.export.tensorboard_log import write_from_metrics
+
+        logdir = _writable_dir(Path(args.tensorboard)) / rec.id
+        w = write_from_metrics(run_dir, logdir)
+        print(f"wrote {w._file.path} ({len(w.tags)} scalar tags): tensorboard --logdir {args.tensorboard}")
+    if out is not None:
+        _writable_dir(out.parent if str(out.parent) else Path("."))
+        names = export_run(run_dir, out, rec.to_dict(), onnx_dir)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {', '.join(names)}")
+    return code
 
 
 # ---- delete -------------------------------------------------------------------------------
@@ -247,7 +322,8 @@ COMMANDS = [
     ("runs", "list stored runs with their status (registry)", (_runs_args, _runs)),
     ("resume", "continue an interrupted, stopped or failed run from its last epoch checkpoint",
      (_resume_args, _resume)),
-    ("export", "zip a run: spec, metrics, checkpoints, log and figures (HTML)", (_export_args, _export)),
+    ("export", "zip a run (spec, metrics, checkpoints, log, figures); ONNX files with a parity check; "
+               "TensorBoard event files", (_export_args, _export)),
     ("delete", "delete a run (registry row and folder)", (_delete_args, _delete)),
     ("import-data", "check an image folder or CSV manifest and print what would be kept / dropped",
      (_import_args, _import)),
