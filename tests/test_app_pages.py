@@ -101,10 +101,10 @@ def test_setup_changing_a_setting_changes_the_spec_and_the_url(open_page):
     assert at.query_params["preset"] == DEFAULT_PRESET
     widget(at, "slider", "distill.temperature").set_value(2.5).run()
     assert at.session_state["spec"]["distill"]["temperature"] == 2.5
-    widget(at, "multiselect", "student.modalities").set_value(["image"]).run()
+    widget(at, "multiselect", "student.modalities").set_value(["fou"]).run()
     no_exception(at)
-    assert at.session_state["spec"]["student"]["modalities"] == ["image"]
-    assert json.loads(at.query_params["student.modalities"]) == ["image"]
+    assert at.session_state["spec"]["student"]["modalities"] == ["fou"]
+    assert json.loads(at.query_params["student.modalities"]) == ["fou"]
 
 
 def test_setup_ensemble_precision_and_compile_widgets(open_page):
