@@ -94,7 +94,7 @@ def show_result(result: dict, spec) -> None:
     fig = lesson_figure(result, chart)
     if fig is None and chart is not None:
         fig = lesson_figure(result, None)
-    left, right = st.columns(2)
+    left, right = st.columns([2, 3])  # the per-class chart has ten groups of bars: the wider column
     if fig is not None:
         left.plotly_chart(fig, key="train-lesson-chart")
     if any(r.get("per_class_acc") for r in result["phases"].values()):

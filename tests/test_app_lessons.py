@@ -150,7 +150,7 @@ def test_train_after_an_omitted_digit_run_shows_the_lesson(open_page, monkeypatc
     assert "None" not in cells and "nan" not in cells
     # the two charts: omitted-class accuracy (baseline vs KD, before / after correction) and per class
     om = chart(at, "Accuracy on the omitted classes")
-    assert [t["name"] for t in om["data"]] == ["student, no KD (baseline)", "student + KD"]
+    assert [t["name"] for t in om["data"]] == ["baseline (no KD)", "KD student"]
     assert any("bias" in s for t in om["data"] for s in t["text"])
     # the chart shows the table's numbers (2 epochs on 150 samples: the values themselves mean little)
     assert om["data"][0]["y"][0] == pytest.approx(float(df["omitted-class acc (%)"].iloc[1]), abs=0.01)

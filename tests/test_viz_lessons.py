@@ -56,7 +56,7 @@ def legend_at_bottom(fig: go.Figure) -> None:
 
 def test_per_class_figure_holds_the_input():
     fig = validated(per_class_figure(RESULT, omitted=[2]))
-    assert [t.name for t in fig.data] == ["teacher", "student, no KD (baseline)", "student + KD"]
+    assert [t.name for t in fig.data] == ["teacher", "baseline (no KD)", "KD student"]
     for tr, phase in zip(fig.data, ("teacher", "baseline", "kd")):
         want = [None if v is None else pytest.approx(100 * v) for v in RESULT["phases"][phase]["per_class_acc"]]
         assert list(tr.y) == want
@@ -74,7 +74,7 @@ def test_per_class_figure_class_names():
 
 def test_omitted_figure_before_and_after_with_the_bias():
     fig = validated(omitted_figure(RESULT))
-    assert [t.name for t in fig.data] == ["student, no KD (baseline)", "student + KD"]  # students only
+    assert [t.name for t in fig.data] == ["baseline (no KD)", "KD student"]  # students only
     base, kd = fig.data
     assert list(base.y) == pytest.approx([0.0, 10.0]) and list(kd.y) == pytest.approx([75.0, 80.0])
     assert list(base.x) == ["before bias correction", "after bias correction"]

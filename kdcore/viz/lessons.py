@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from kdcore.viz import fast
 from kdcore.viz.training import PALETTE, PHASE_COLORS
 
-PHASE_LABELS = {"teacher": "teacher", "baseline": "student, no KD (baseline)", "kd": "student + KD"}
+PHASE_LABELS = {"teacher": "teacher", "baseline": "baseline (no KD)", "kd": "KD student"}  # short: one legend row
 MISSING = "–"
 LEGEND_MARGIN_B = 110  # px under the plot: tick labels, the x-axis title, then the legend
 
