@@ -12,14 +12,11 @@ from kdcore.viz import hard_vs_soft_figure
 from ui import state
 from ui.models import BUNDLED, load_models, logits_for, model_sources
 
-try:
-    from ui.lecture import lecture_mode
-except ImportError:  # the lecture-mode toggle (ui/lecture.py) is being added
-    def lecture_mode() -> bool:
-        return False
+from ui.lecture import lecture_mode, lecture_toggle
 
 st.set_page_config(page_title="KD Lab", page_icon="🧪", layout="wide")
 state.init()
+lecture_toggle()  # the sidebar switch; in lecture mode the preset cards fold their details away
 ROOT = Path(__file__).resolve().parent
 
 st.title("KD Lab — knowledge distillation for multimodal models")

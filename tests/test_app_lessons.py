@@ -109,14 +109,13 @@ def test_home_gallery_is_grouped_by_lesson(open_page, tmp_path):
     assert any(label.startswith("▶ Run the default preset") for label in labels)
 
 
-def test_home_lecture_mode_folds_the_details(open_page, monkeypatch):
-    import ui
-
-    lecture = SimpleNamespace(lecture_mode=lambda: True)
-    monkeypatch.setitem(__import__("sys").modules, "ui.lecture", lecture)
-    monkeypatch.setattr(ui, "lecture", lecture, raising=False)
+def test_home_lecture_mode_folds_the_details(open_page):
     at = open_page().run()
     no_exception(at)
+    assert not at.expander, "outside lecture mode the details are on the cards"
+    at.sidebar.toggle(key="lecture_mode-toggle").set_value(True).run()
+    no_exception(at)
+    assert at.session_state["lecture_mode"] is True
     assert len(at.expander) >= len(PRESETS)
     details = "\n".join(c.value for e in at.expander for c in e.caption)
     assert "dataset **mfeat**" in details
