@@ -14,7 +14,7 @@ from kdcore.viz import (
     temperature_curves_figure,
 )
 from ui import state
-from ui.models import BUNDLED, load_models, logits_for, model_sources
+from ui.models import BUNDLED, default_sample, load_models, logits_for, model_sources
 from ui.preview import show_sample
 
 st.set_page_config(page_title="KD Lab · Temperature explorer", page_icon="🧪", layout="wide")
@@ -27,8 +27,8 @@ st.markdown(
 
 sources = model_sources()
 if not sources:
-    st.error("No models found: neither the bundled explorer models (assets/explorer/, made by "
-             "scripts/train_explorer_models.py) nor a finished run with teacher and KD checkpoints.")
+    st.error("No models found: the bundled example models are missing and no finished run has a teacher "
+             "and a KD student yet. Train a run on the Train page, then come back.")
     st.stop()
 c1, c2 = st.columns([2, 3])
 source = c1.selectbox("models", list(sources), key="tx-source",
@@ -38,12 +38,20 @@ students = list(models.students)
 student_phase = c2.radio("student", students, horizontal=True, key="tx-student",
                          format_func=lambda p: {"kd": "KD student", "baseline": "student without KD"}.get(p, p)) \
     if students else None
+PHASE_WORDS = {"teacher": "teacher", "baseline": "student without KD", "kd": "KD student"}
 if source == BUNDLED and models.info.get("phases"):
-    acc = ", ".join(f"{p} {100 * r['test_acc']:.1f}%" for p, r in models.info["phases"].items())
-    st.caption(f"Bundled models, trained by scripts/train_explorer_models.py (one seed; test accuracy: {acc}).")
+    acc = ", ".join(f"{PHASE_WORDS.get(p, p)} {100 * r['test_acc']:.1f} %" for p, r in models.info["phases"].items())
+    share = models.info.get("labelled_fraction")
+    why = (f" The students saw the labels of only {100 * share:g} % of the training samples; the KD student "
+           f"also learned from the other {100 * (1 - share):g} % through the teacher's soft targets, which is "
+           "why it beats the student without KD.") if share is not None and share < 1 else ""
+    st.caption(f"Bundled example models (one training run; test accuracy: {acc}).{why}")
 
 test = models.data.split("test")
-index = st.slider("test sample", 0, len(test) - 1, 7, key="tx-sample")
+first = default_sample(models)
+index = st.slider("test sample", 0, len(test) - 1, min(first, len(test) - 1), key="tx-sample",
+                  help=f"Opens on sample {first}: the teacher gets it right and its soft target shows a clear "
+                       "second choice (the most visible dark knowledge at T = 4).")
 out = logits_for(models, index)
 names = models.data.class_names
 zt = out["teacher"].numpy()

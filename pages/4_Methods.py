@@ -21,11 +21,32 @@ st.markdown("Every method the engine knows, straight from its code: the docstrin
             "the paper; *defaults* are what a spec gets when it names the method without parameters.")
 
 _CODE = re.compile(r"(``.+?``|`[^`]+`)")
+# Internal references in the code's docstrings (design-document sections, repository files, module
+# paths) mean nothing to a reader of this page: they are cut, the sentence around them kept.
+_INTERNAL = [
+    (re.compile(r"KD Lab seed,? §[\d.]+;\s*"), ""),
+    (re.compile(r"\s*\((?:the )?KD Lab seed,? §[\d.]+\)"), ""),
+    (re.compile(r"\s*\((?:the seed's )?§[\d.]+(?:\s*/\s*§[\d.]+)*\)"), ""),
+    (re.compile(r";\s+the seed's\s+\"hinge loss\""), ', a "hinge loss"'),
+    (re.compile(r"the seed's hinge loss"), "a hinge loss"),
+    (re.compile(r"\s*\(see :mod:`[^`]+`\)"), ""),
+    (re.compile(r"\s*\(``(?:scripts|docs|tests)/[^`]+``\)"), ""),
+    (re.compile(r"\s*(?:the seed's\s*)?§[\d.]+"), ""),
+]
+
+
+def plain(text: str | None) -> str:
+    """``text`` without internal references (design-document sections, repository paths)."""
+    out = text or ""
+    for pat, rep in _INTERNAL:
+        out = pat.sub(rep, out)
+    return out
 
 
 def doc_markdown(obj) -> str:
-    """A docstring as safe markdown: code spans kept, markdown emphasis characters escaped elsewhere."""
-    doc = inspect.getdoc(obj) or ""
+    """A docstring as safe markdown, without internal references: code spans kept, markdown emphasis
+    characters escaped elsewhere."""
+    doc = plain(inspect.getdoc(obj))
     out = []
     for part in _CODE.split(doc):
         if part.startswith("`"):
@@ -83,15 +104,10 @@ st.header("Distillation losses")
 for family in families:
     st.subheader(f"{family}")
     for name, cls in sorted((n, c) for n, c in LOSSES.items() if c.family == family):
-        with st.expander(f"**{name}** — {cls.summary}"):
-            if cls.paper:
-                st.markdown(f"**Paper:** {cls.paper}")
+        with st.expander(f"**{name}** — {plain(cls.summary)}"):
+            if plain(cls.paper):
+                st.markdown(f"**Paper:** {plain(cls.paper)}")
             st.markdown(doc_markdown(cls))
-            for attr, title in (("intuition", "Intuition"), ("when_it_helps", "When it helps"),
-                                ("when", "When it helps")):
-                text = getattr(cls, attr, None)
-                if isinstance(text, str) and text:
-                    st.markdown(f"**{title}:** {text}")
             st.markdown(f"**Defaults:** weight `{cls.default_weight:g}`"
                         + (", " + ", ".join(f"`{k}={v}`" for k, v in cls.defaults.items()) if cls.defaults else "")
                         + (" · uses the teacher" if cls.needs_teacher else " · label-only (no teacher)"))
@@ -99,14 +115,14 @@ for family in families:
 
 st.header("Loss weighting")
 for name, cls in WEIGHTINGS.items():
-    with st.expander(f"**{name}** — {cls.summary}"):
+    with st.expander(f"**{name}** — {plain(cls.summary)}"):
         st.markdown(doc_markdown(cls))
         st.markdown("**Defaults:** " + (", ".join(f"`{k}={v}`" for k, v in cls.defaults.items()) or "none"))
         try_buttons(name, "weighting")
 
 st.header("Temperature schedules")
 for name, cls in TEMPERATURE_SCHEDULES.items():
-    with st.expander(f"**{name}** — {cls.summary}"):
+    with st.expander(f"**{name}** — {plain(cls.summary)}"):
         st.markdown(doc_markdown(cls))
         st.markdown("**Defaults:** " + (", ".join(f"`{k}={v}`" for k, v in cls.defaults.items()) or "none"))
         try_buttons(name, "schedule")
@@ -126,7 +142,7 @@ if phases:
         with st.expander("How the extra phases work"):
             st.markdown(module_doc)
     for name in phases:
-        with st.expander(f"**{name}** — {summaries.get(name, '')}"):
+        with st.expander(f"**{name}** — {plain(summaries.get(name, ''))}"):
             if params.get(name):
                 st.markdown("**Defaults:** " + ", ".join(f"`{k}={v}`" for k, v in params[name].items()))
             try_buttons(name, "phase")

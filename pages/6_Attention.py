@@ -15,6 +15,7 @@ from kdcore.viz.attention import (alpha_epochs_figure, alpha_heatmaps, alpha_mea
                                   robustness_figure, sample_alpha_bars)
 from ui import state
 from ui.inspect import cached_run, pick_run, run_events
+from ui.preview import input_figure
 
 st.set_page_config(page_title="KD Lab · Attention", page_icon="🧪", layout="wide")
 state.init()
@@ -137,15 +138,16 @@ for m, kind in kinds.items():
     x = run.data.inputs[m][idx]
     with cols[col % 3]:
         if kind == "image":
-            img = x[0].numpy()
-            st.image(np.clip(img, 0, 1), caption=f"{m} (input the models see)", width=160, clamp=True)
+            st.plotly_chart(input_figure(x[0].numpy(), f"{m} (input the models see)", uirevision="att-input"),
+                            key=f"att-in-{m}", config={"displayModeBar": False})
             if "image_clean" in meta:
-                st.image(meta["image_clean"][idx, 0].numpy(), caption="clean image", width=160, clamp=True)
+                st.plotly_chart(input_figure(meta["image_clean"][idx, 0].numpy(), "clean image",
+                                             uirevision="att-input"), key=f"att-clean-{m}",
+                                config={"displayModeBar": False})
         elif kind == "spectrogram":
-            spec_img = x[0].numpy()
-            spec_img = (spec_img - spec_img.min()) / max(1e-6, float(spec_img.max() - spec_img.min()))
-            st.image(np.flipud(spec_img), caption=f"{m}: log-mel spectrogram (low frequencies at the bottom)",
-                     width=220, clamp=True)
+            st.plotly_chart(input_figure(x[0].numpy(), f"{m}: log-mel spectrogram", kind="spectrogram",
+                                         uirevision="att-input"), key=f"att-in-{m}", config={"displayModeBar": False})
+            st.caption("Low frequencies at the bottom.")
             if "audio_waves" in meta:
                 wave = meta["audio_waves"][int(meta["audio_clip"][idx])].astype(np.float32) / 32767.0
                 st.audio(wave, sample_rate=int(meta["audio_sample_rate"]))

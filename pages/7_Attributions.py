@@ -51,9 +51,9 @@ def live_view() -> None:
     hist = agreement_history(events)
     st.subheader("Agreement with the teacher across epochs")
     if not hist:
-        st.info("No per-epoch agreement recorded for this run. It is recorded after every student epoch when "
-                "the run has the agreement callback (kdcore.explain.AgreementCallback); the on-demand view "
-                "below works for any run." + (" Waiting for the first student epoch…" if running else ""))
+        st.info("No per-epoch agreement recorded for this run. Runs started from this app record it every few "
+                "student epochs; the on-demand view below works for any run."
+                + (" Waiting for the first student epoch…" if running else ""))
         return
     last = next(iter(hist.values()))[-1]
     c1, c2 = st.columns(2)
@@ -164,8 +164,9 @@ if ag:
             table.append({"student": p, "modality": m, "Spearman ρ": v["spearman"], f"top-k overlap": v["topk"]})
     st.dataframe(pd.DataFrame(table), hide_index=True, key="attr-agree-table")
     st.caption("Mean over the probe samples; k = ⌈fraction × features⌉ (for text: × the sample's characters). "
-               "Input-times-gradient methods (IG, occlusion) agree partly through the input itself: compare "
-               "the students with each other, not with 0 — see docs/agreement.md for the random-model floor.")
+               "Input-times-gradient methods (IG, occlusion) agree partly through the input itself: even an "
+               "untrained student agrees with the teacher where the input is large. Compare the students with "
+               "each other, not with 0.")
 
 # ---- one sample ----------------------------------------------------------------------------------
 st.subheader("One sample, teacher and students side by side")

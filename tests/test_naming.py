@@ -65,3 +65,35 @@ def test_long_labels_are_cut_with_an_ellipsis(base):
     assert label.startswith("digits-av · width 8 · depth 3")
     assert len(join_parts("x" * 100, ["a"])) <= MAX_LEN
     assert join_parts("p", []) == "p"
+
+
+def test_a_submitted_job_is_named_from_its_preset_and_edits(tmp_path, monkeypatch):
+    """The Train page's run button (ui.state.submit) names the job by run_label; the tab's spec keeps
+    its own name."""
+    from pathlib import Path
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("KDLAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("KDLAB_FAST", raising=False)
+    st.cache_resource.clear()
+    spec = load_preset("digits-av").with_overrides([
+        "student.encoder.width=8", "data.train_limit=40", "train.teacher_epochs=1", "train.student_epochs=1"])
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=300)
+    at.switch_page("pages/2_Train.py")
+    at.session_state["spec"] = spec.to_dict()
+    at.session_state["preset"] = "digits-av"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.button(key="train-run-current").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    from ui.state import get_manager
+
+    try:
+        job = get_manager().get(at.session_state["job_id"])
+        assert job.spec.name == "digits-av · width 8 · 40 train · 1 epochs · teacher 1 epochs", job.spec.name
+        assert at.session_state["spec"]["name"] == "digits-av"
+    finally:
+        get_manager().stop_all(wait=120)
+        st.cache_resource.clear()

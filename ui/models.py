@@ -7,7 +7,7 @@ as ``assets/explorer/``, or under ``checkpoints/`` as a run folder). Loading nev
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
@@ -18,6 +18,7 @@ from kdcore.engine.jobs import runs_dir
 from kdcore.models import MultimodalNet, build_model
 from kdcore.spec import ExperimentSpec
 from kdcore.store.checkpoints import load_into
+from kdcore.viz.teaching import pick_teaching_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPLORER_DIR = ROOT / "assets" / "explorer"
@@ -32,6 +33,7 @@ class LoadedModels:
     teacher: MultimodalNet
     students: dict[str, MultimodalNet]  # phase -> model (kd, baseline, ...)
     info: dict
+    memo: dict = field(default_factory=dict)  # per-load results (test-split logits, default sample)
 
 
 def _ckpt(folder: Path, phase: str) -> Path | None:
@@ -75,8 +77,38 @@ def load_models(folder: str) -> LoadedModels:
     return LoadedModels(str(path), spec, data, teacher.eval(), students, info)
 
 
-def logits_for(models: LoadedModels, index: int, split: str = "test") -> dict[str, torch.Tensor]:
-    """Teacher and student logits ([C] each) for sample ``index`` of ``split``."""
+def split_logits(models: LoadedModels, split: str = "test", batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's logits [N, C] and the labels [N] of every sample of ``split`` (computed once per load)."""
+    key = ("logits", split)
+    if key not in models.memo:
+        sp = models.data.split(split)
+        t_mods = models.spec.teacher_modalities()
+        outs, labels = [], []
+        with torch.no_grad():
+            for start in range(0, len(sp), batch):
+                b = sp.batch(torch.arange(start, min(start + batch, len(sp))), t_mods)
+                outs.append(models.teacher({m: b.inputs[m] for m in t_mods}).logits)
+                labels.append(b.labels)
+        models.memo[key] = (torch.cat(outs), torch.cat(labels))
+    return models.memo[key]
+
+
+def default_sample(models: LoadedModels, temperature: float = 4.0, split: str = "test") -> int:
+    """The sample the home figure and the Temperature explorer open with: one the teacher classifies
+    correctly whose soft target at ``temperature`` shows a visible second choice
+    (:func:`kdcore.viz.teaching.pick_teaching_sample`)."""
+    key = ("default", split, float(temperature))
+    if key not in models.memo:
+        z, y = split_logits(models, split)
+        models.memo[key] = pick_teaching_sample(z.numpy(), y.numpy(), temperature)
+    return models.memo[key]
+
+
+def logits_for(models: LoadedModels, index: int | None = None, split: str = "test") -> dict[str, torch.Tensor]:
+    """Teacher and student logits ([C] each) for sample ``index`` of ``split`` (default:
+    :func:`default_sample`)."""
+    if index is None:
+        index = default_sample(models, split=split)
     sp = models.data.split(split)
     rows = torch.tensor([index])
     mods = sorted(set(models.spec.teacher_modalities()) | set(models.spec.student_modalities()))
@@ -88,4 +120,5 @@ def logits_for(models: LoadedModels, index: int, split: str = "test") -> dict[st
             out[phase] = model({m: b.inputs[m] for m in models.spec.student_modalities()}).logits[0]
     out["label"] = int(b.labels[0])
     out["sample"] = int(sp.indices[index])
+    out["index"] = int(index)
     return out

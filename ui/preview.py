@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from kdcore.data import TensorData
+from kdcore.viz.fast import IMAGE_SCALE, SPECTROGRAM_SCALE
 
 
 def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
@@ -23,11 +24,17 @@ def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def _heatmap(arr: np.ndarray, title: str, colorscale: str = "gray_r", height: int = 220) -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=arr, colorscale=colorscale, showscale=False))
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=35, b=10), uirevision="preview",
+def input_figure(arr: np.ndarray, title: str, kind: str = "image", height: int = 220,
+                 uirevision: str = "preview") -> go.Figure:
+    """An image (grey, top row first) or a spectrogram (the app's spectrogram colour map, low
+    frequencies at the bottom) as a heatmap — the one way every page draws these inputs."""
+    spectrogram = kind == "spectrogram"
+    fig = go.Figure(go.Heatmap(z=arr, colorscale=SPECTROGRAM_SCALE if spectrogram else IMAGE_SCALE,
+                               showscale=False))
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=35, b=10), uirevision=uirevision,
                       template="plotly_white")
-    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
+    fig.update_yaxes(autorange=True if spectrogram else "reversed", showticklabels=False,
+                     scaleanchor=None if spectrogram else "x")
     fig.update_xaxes(showticklabels=False)
     return fig
 
@@ -41,11 +48,10 @@ def show_sample(data: TensorData, index: int, modalities: list[str] | None = Non
         x = data.inputs[m][index]
         with col:
             if info.kind == "image":
-                st.plotly_chart(_heatmap(x[0].numpy(), f"{m} (as the model sees it)"), key=f"{key}-{m}",
+                st.plotly_chart(input_figure(x[0].numpy(), f"{m} (as the model sees it)"), key=f"{key}-{m}",
                                 config={"displayModeBar": False})
             elif info.kind == "spectrogram":
-                fig = _heatmap(x[0].numpy(), f"{m}: log-mel spectrogram", colorscale="Viridis")
-                fig.update_yaxes(autorange=True)
+                fig = input_figure(x[0].numpy(), f"{m}: log-mel spectrogram", kind="spectrogram")
                 st.plotly_chart(fig, key=f"{key}-{m}", config={"displayModeBar": False})
                 waves, clip = data.meta.get("audio_waves"), data.meta.get("audio_clip")
                 if waves is not None and clip is not None:

@@ -13,19 +13,23 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from kdcore.viz.fast import ALPHA_SCALE, legend_below, legend_rows
+
 MODALITY_COLORS = ["#4C6EF5", "#F03E3E", "#2F9E44", "#F08C00", "#AE3EC9", "#1098AD", "#E64980", "#5C940D"]
 MODEL_DASH = {"teacher": "dot", "baseline": "dash", "kd": "solid"}
-ALPHA_SCALE = "Viridis"
 
 
 def modality_color(i: int) -> str:
     return MODALITY_COLORS[i % len(MODALITY_COLORS)]
 
 
-def _layout(fig: go.Figure, title: str, uirevision: str, height: int = 360) -> go.Figure:
+def _layout(fig: go.Figure, title: str, uirevision: str, height: int = 360, axis_title: bool = True,
+            width_px: int = 640) -> go.Figure:
+    """Title on top; the legend (if any) horizontal *below* the plot, so it never covers the title or
+    the subplot titles."""
+    names = [t.name for t in fig.data if t.name and t.showlegend is not False]
     fig.update_layout(title=title, uirevision=uirevision, height=height, template="plotly_white",
-                      margin=dict(l=50, r=20, t=60, b=40),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+                      **legend_below(height, legend_rows(names, width_px), top=60, axis_title=axis_title))
     return fig
 
 
@@ -58,6 +62,9 @@ def alpha_heatmaps(panels: Mapping[str, Mapping], class_names: Sequence[str] | N
     return _layout(fig, title, uirevision, height=420)
 
 
+SLIDER_X = 0.16  # the slider starts right of the play button (paper fraction)
+
+
 def alpha_epochs_figure(snapshots: Sequence[Mapping], class_names: Sequence[str] | None = None,
                         title: str = "α per class over epochs", uirevision: str = "alpha-epochs") -> go.Figure:
     """One class × modality heatmap per epoch as animation frames with a slider (last epoch shown)."""
@@ -81,14 +88,19 @@ def alpha_epochs_figure(snapshots: Sequence[Mapping], class_names: Sequence[str]
     steps = [dict(method="animate", label=str(s["epoch"]),
                   args=[[str(s["epoch"])], dict(mode="immediate", frame=dict(duration=0, redraw=True),
                                                 transition=dict(duration=0))]) for s in snapshots]
+    # the play button sits left of the slider, on the same line (not on its ticks)
     fig.update_layout(
-        sliders=[dict(active=len(snapshots) - 1, currentvalue=dict(prefix="epoch "), steps=steps, pad=dict(t=40))],
-        updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.25, xanchor="left", buttons=[
-            dict(label="▶ play", method="animate",
-                 args=[None, dict(frame=dict(duration=500, redraw=True), fromcurrent=False)])])],
+        sliders=[dict(active=len(snapshots) - 1, currentvalue=dict(prefix="epoch "), steps=steps,
+                      x=SLIDER_X, len=1.0 - SLIDER_X, xanchor="left", y=0, yanchor="top", pad=dict(t=40, b=10))],
+        updatemenus=[dict(type="buttons", showactive=False, x=0, xanchor="left", y=0, yanchor="top",
+                          pad=dict(t=58, r=10), buttons=[
+                              dict(label="▶ play", method="animate",
+                                   args=[None, dict(frame=dict(duration=500, redraw=True), fromcurrent=False)])])],
     )
     fig.update_yaxes(title_text="true class", autorange="reversed", type="category")
-    return _layout(fig, title, uirevision, height=480)
+    fig = _layout(fig, title, uirevision, height=500)
+    fig.update_layout(margin=dict(l=50, r=20, t=60, b=120))  # room for the slider row
+    return fig
 
 
 def alpha_mean_lines(history: Mapping[str, Sequence[Mapping]], title: str = "Mean α over epochs",
@@ -120,10 +132,12 @@ def sample_alpha_bars(alphas: Mapping[str, Mapping[str, float]], predictions: Ma
     for i, (model, a) in enumerate(alphas.items()):
         label = model + (f" → {predictions[model]}" if predictions and model in predictions else "")
         fig.add_trace(go.Bar(x=list(a), y=list(a.values()), name=label, marker_color=MODALITY_COLORS[(i + 3) % 8],
-                             text=[f"{v:.2f}" for v in a.values()], textposition="outside"))
-    fig.update_layout(barmode="group")
-    fig.update_yaxes(range=[0, 1.1], title_text="α")
-    return _layout(fig, title, uirevision, height=320)
+                             text=[f"{v:.1f}" for v in a.values()], textposition="inside", insidetextanchor="end",
+                             constraintext="inside"))
+    # one label size for all bars; a label that does not fit inside its bar is hidden, never overlapped
+    fig.update_layout(barmode="group", bargap=0.25, uniformtext=dict(minsize=10, mode="hide"))
+    fig.update_yaxes(range=[0, 1.02], title_text="α")
+    return _layout(fig, title, uirevision, height=340, axis_title=False, width_px=300)
 
 
 def robustness_figure(rows: Sequence[Mapping], knob: str, title: str | None = None,
@@ -150,7 +164,7 @@ def robustness_figure(rows: Sequence[Mapping], knob: str, title: str | None = No
     fig.update_xaxes(title_text=knob)
     fig.update_yaxes(range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    return _layout(fig, title or f"α and accuracy as {knob} rises", uirevision, height=380)
+    return _layout(fig, title or f"α and accuracy as {knob} rises", uirevision, height=420)
 
 
 def removal_figure(rows: Sequence[Mapping], title: str = "A modality removed at test time",
@@ -178,4 +192,4 @@ def removal_figure(rows: Sequence[Mapping], title: str = "A modality removed at 
     n = max(1, len(models))
     for i, tr in enumerate(t for t in fig.data if t.xaxis == "x"):
         tr.update(offsetgroup=str(i), width=0.8 / n, offset=-0.4 + i * 0.8 / n)
-    return _layout(fig, title, uirevision, height=400)
+    return _layout(fig, title, uirevision, height=440, axis_title=False)

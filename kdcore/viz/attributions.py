@@ -3,8 +3,9 @@ their score (a plotly heatmap with the characters as cell text — no HTML), fea
 views, per-modality shares of |attribution|, and teacher–student agreement over epochs / samples.
 
 Maps are normalised per panel by their largest |value| (Captum's own visualiser asserts on all-zero
-maps; here an all-zero map is drawn as zeros). Signed methods (IG, occlusion) use a diverging
-red–blue scale centred at 0; unsigned ones (saliency, SmoothGrad, Grad-CAM) a sequential scale.
+maps; here an all-zero map is drawn as zeros). Every attribution uses one diverging red–blue scale
+centred at 0: signed methods (IG, occlusion) use both halves, unsigned ones (saliency, SmoothGrad,
+Grad-CAM) the red half. Inputs use the app's colour maps (spectrograms Viridis, images grey).
 """
 
 from __future__ import annotations
@@ -15,16 +16,25 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from kdcore.viz.fast import ATTRIBUTION_SCALE, IMAGE_SCALE, SPECTROGRAM_SCALE, legend_below, legend_rows
+
 SIGNED_METHODS = ("ig", "occlusion")
 PHASE_COLORS = {"teacher": "#495057", "baseline": "#F08C00", "kd": "#4C6EF5"}
 MODALITY_COLORS = ["#4C6EF5", "#F03E3E", "#2F9E44", "#F08C00", "#AE3EC9", "#1098AD", "#E64980", "#5C940D"]
 
 
-def _layout(fig: go.Figure, title: str, uirevision: str, height: int = 340) -> go.Figure:
+def _layout(fig: go.Figure, title: str, uirevision: str, height: int = 340, axis_title: bool = True) -> go.Figure:
+    """Title on top; the legend (if any) horizontal below the plot, never on the title."""
+    names = [t.name for t in fig.data if t.name and t.showlegend is not False]
     fig.update_layout(title=title, uirevision=uirevision, height=height, template="plotly_white",
-                      margin=dict(l=40, r=20, t=60, b=40),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+                      **legend_below(height, legend_rows(names), top=60, axis_title=axis_title))
+    fig.update_layout(margin_l=40)
     return fig
+
+
+def _attr_range(signed: bool) -> dict:
+    """One diverging colour map for every attribution, centred at 0 (unsigned maps use its upper half)."""
+    return dict(zmin=-1.0, zmax=1.0, zmid=0.0, colorscale=ATTRIBUTION_SCALE)
 
 
 def normalise(a, signed: bool = True) -> np.ndarray:
@@ -54,13 +64,12 @@ def image_maps_figure(inp, maps: Mapping[str, object], method: str, modality: st
     names = list(maps)
     fig = make_subplots(rows=1, cols=1 + len(names), subplot_titles=["input", *names], horizontal_spacing=0.04)
     x = _to2d(inp)
-    fig.add_trace(go.Heatmap(z=x, colorscale="Gray" if not spectrogram else "Magma", showscale=False,
+    fig.add_trace(go.Heatmap(z=x, colorscale=SPECTROGRAM_SCALE if spectrogram else IMAGE_SCALE, showscale=False,
                              hovertemplate="(%{x}, %{y}) = %{z:.3f}<extra>input</extra>"), row=1, col=1)
     for i, name in enumerate(names):
         z = normalise(_to2d(maps[name]), signed)
         fig.add_trace(go.Heatmap(
-            z=z, zmin=-1.0 if signed else 0.0, zmax=1.0, colorscale="RdBu_r" if signed else "Viridis",
-            zmid=0.0 if signed else None, showscale=(i == len(names) - 1),
+            z=z, **_attr_range(signed), showscale=(i == len(names) - 1),
             colorbar=dict(title="attr.<br>(scaled)"),
             hovertemplate="(%{x}, %{y}) = %{z:.3f}<extra>" + name + "</extra>"), row=1, col=i + 2)
     for c in range(1, len(names) + 2):
@@ -68,7 +77,8 @@ def image_maps_figure(inp, maps: Mapping[str, object], method: str, modality: st
                          showticklabels=False, row=1, col=c)
         fig.update_xaxes(showticklabels=False, row=1, col=c)
     kind = "spectrogram" if spectrogram else "image"
-    return _layout(fig, title or f"{modality} ({kind}) — {method}", uirevision or f"attr-{modality}", height=300)
+    return _layout(fig, title or f"{modality} ({kind}) — {method}", uirevision or f"attr-{modality}", height=300,
+                   axis_title=False)
 
 
 def token_figure(tokens: Mapping[str, Sequence[tuple[str, float]]], method: str, modality: str = "text",
@@ -88,8 +98,7 @@ def token_figure(tokens: Mapping[str, Sequence[tuple[str, float]]], method: str,
             text[r][c] = ch
     fig = go.Figure(go.Heatmap(
         z=z, x=list(range(1, width + 1)), y=names, text=text, texttemplate="%{text}",
-        textfont=dict(size=20), zmin=-1.0 if signed else 0.0, zmax=1.0, zmid=0.0 if signed else None,
-        colorscale="RdBu_r" if signed else "Viridis", xgap=3, ygap=3, colorbar=dict(title="scaled"),
+        textfont=dict(size=20), **_attr_range(signed), xgap=3, ygap=3, colorbar=dict(title="scaled"),
         hovertemplate="'%{text}' (position %{x}): %{z:.3f}<extra>%{y}</extra>"))
     fig.update_xaxes(title_text="character position", dtick=1)
     fig.update_yaxes(autorange="reversed")
@@ -128,7 +137,7 @@ def shares_figure(shares: Mapping[str, Mapping[str, float]], title: str = "Share
     fig.update_layout(barmode="stack")
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, title, uirevision, height=120 + 45 * len(names))
+    return _layout(fig, title, uirevision, height=170 + 45 * len(names), axis_title=False)
 
 
 def agreement_epochs_figure(history: Mapping[str, Sequence[Mapping]], metric: str = "spearman",
@@ -159,4 +168,4 @@ def agreement_samples_figure(per_sample: Mapping[str, Sequence[float]], metric: 
         fig.add_trace(go.Box(y=v, name=phase, boxpoints="all", jitter=0.4, pointpos=0,
                              marker_color=PHASE_COLORS.get(phase, "#AE3EC9")))
     fig.update_yaxes(title_text=metric)
-    return _layout(fig, title or f"Per-sample agreement with the teacher ({metric})", uirevision)
+    return _layout(fig, title or f"Per-sample agreement with the teacher ({metric})", uirevision, axis_title=False)

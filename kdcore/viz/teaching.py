@@ -54,6 +54,36 @@ def kd_quantities(teacher_logits: Sequence[float], student_logits: Sequence[floa
             "teacher_entropy": -np.sum(pt * log_pt, axis=1)}
 
 
+def pick_teaching_sample(teacher_logits: Sequence[Sequence[float]] | np.ndarray, labels: Sequence[int] | np.ndarray,
+                         temperature: float = 4.0, margin: float = 0.1) -> int:
+    """The index of the sample that shows dark knowledge best: among the samples the teacher classifies
+    correctly (argmax at T = 1 is the label), the one whose soft target at ``temperature`` gives the
+    *second* most likely class the largest probability, while the true class stays clearly first (at
+    least ``margin`` above the runner-up, at ``temperature``).
+
+    Falls back to the correct sample with the largest runner-up when none keeps the margin, and to
+    the sample with the largest true-class probability when the teacher gets none right; 0 for an
+    empty set."""
+    z = np.asarray(teacher_logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if z.ndim != 2 or z.shape[0] != y.shape[0]:
+        raise ValueError(f"teacher_logits must be [N, C] with N = len(labels), got {z.shape} and {y.shape}")
+    if z.shape[0] == 0:
+        return 0
+    p = softmax_t(z, temperature)
+    rows = np.arange(len(y))
+    p_true = p[rows, y]
+    others = p.copy()
+    others[rows, y] = -np.inf
+    second = others.max(axis=1)
+    correct = z.argmax(axis=1) == y
+    clear = correct & (p_true - second >= margin)
+    for ok in (clear, correct):
+        if ok.any():
+            return int(np.flatnonzero(ok)[np.argmax(second[ok])])
+    return int(np.argmax(p_true))
+
+
 def _two_panels(titles: tuple[str, str], gap: float = 0.1) -> dict:
     """Layout keys of a 1×2 subplot grid (what ``make_subplots(rows=1, cols=2)`` builds)."""
     half = (1 - gap) / 2
@@ -80,11 +110,13 @@ def softmax_bars_figure(teacher_logits: Sequence[float], student_logits: Sequenc
                        "name": f"student, T={temperature:g}", "marker": {"color": STUDENT_COLOR}})
     notes = []
     if label is not None:
-        notes.append({"x": names[label], "y": 1.0, "yref": "paper", "text": "true class", "showarrow": True,
-                      "arrowhead": 2, "ax": 0, "ay": -20, "font": {"size": 11}})
+        # inside the plot area (not in the top margin, where it could sit on the title)
+        notes.append({"x": names[label], "y": 1.03, "yref": "y", "yanchor": "bottom", "text": "▼ true class",
+                      "showarrow": False, "font": {"size": 11}})
     return fast.figure(traces, fast.layout(
         f"Softmax at T = {temperature:g}", None, None, uirevision, barmode="group", annotations=notes,
-        xaxis={"title": {"text": "class"}}, yaxis={"title": {"text": "probability"}, "range": [0, 1.05]}))
+        xaxis={"title": {"text": "class"}}, yaxis={"title": {"text": "probability"}, "range": [0, 1.15],
+                                                   "tickvals": [0, 0.25, 0.5, 0.75, 1.0]}))
 
 
 def hard_vs_soft_figure(label: int, teacher_logits: Sequence[float], temperature: float,
@@ -100,11 +132,22 @@ def hard_vs_soft_figure(label: int, teacher_logits: Sequence[float], temperature
         {"type": "bar", "x": names, "y": softmax_t(teacher_logits, temperature).tolist(),
          "marker": {"color": TEACHER_COLOR}, "name": "soft", "xaxis": "x2", "yaxis": "y2"},
     ]
-    lay = fast.layout("Hard vs soft targets", None, None, uirevision, height=300, showlegend=False,
-                  **_two_panels(("hard target (CE)", f"soft target, teacher at T={temperature:g} (KD)"), gap=0.04))
+    lay = fast.layout("Hard vs soft targets", None, None, uirevision, height=300, showlegend=False, top=70,
+                      **_two_panels(("label (CE)", f"teacher at T={temperature:g} (KD)"), gap=0.04))
+    lay["margin"]["b"] = 30  # no legend
     lay["yaxis"].update(title={"text": "probability"}, range=[0, 1.05])
     lay["yaxis2"].update(matches="y", showticklabels=False)  # shared y axis
     return fast.figure(traces, lay)
+
+
+T_TICKS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+
+
+def t_ticks(t_min: float, t_max: float) -> list[float]:
+    """Tick values of a log temperature axis: the powers of two within [t_min, t_max] (0.5, 1, 2, 4, …),
+    so the axis reads as the doublings of T instead of plotly's minor-digit labels."""
+    vals = [t for t in T_TICKS if t_min <= t <= t_max]
+    return vals if len(vals) >= 2 else fast.log_ticks(t_min, t_max)
 
 
 def temperature_curves_figure(teacher_logits: Sequence[float], student_logits: Sequence[float],
@@ -126,13 +169,17 @@ def temperature_curves_figure(teacher_logits: Sequence[float], student_logits: S
         curve("grad_norm", "‖∂(T²KL)/∂z_s‖ = T‖p_s−p_t‖", "2", color="#2F9E44"),
         curve("grad_norm_no_t2", "without T²: ‖p_s−p_t‖/T", "2", color="#868E96", dash="dash"),
     ]
-    lay = fast.layout("How T changes the KD signal", None, None, uirevision, height=360,
-                  **_two_panels(("loss vs T", "gradient scale on student logits vs T")))
+    names = [t["name"] for t in traces] + [f"T = {current_t:g}"]
+    lay = fast.layout("How T changes the KD signal", None, None, uirevision, height=400,
+                      legend_lines=fast.legend_rows(names, 900), top=70,  # the title above the panel titles
+                      **_two_panels(("loss vs T", "gradient scale vs T")))
+    ticks = t_ticks(t_min, t_max)
     for panel, keys in (("", ("kl", "kd_loss")), ("2", ("grad_norm", "grad_norm_no_t2"))):
         traces.append(fast.scatter(x=[current_t] * 2, y=[float(now[k][0]) for k in keys], mode="markers",
                                    marker={"color": "#212529", "size": 9}, name=f"T = {current_t:g}",
                                    showlegend=panel == "", xaxis=f"x{panel}", yaxis=f"y{panel}"))
-        lay[f"xaxis{panel}"].update(type="log", title={"text": "temperature T"})
+        lay[f"xaxis{panel}"].update(type="log", title={"text": "temperature T"}, tickvals=ticks,
+                                    ticktext=fast.tick_text(ticks))
     lay["shapes"] = [dict(fast.vline(current_t, color="#adb5bd", dash="dot"), xref=f"x{p}", yref=f"y{p} domain")
                      for p in ("", "2")]
     return fast.figure(traces, lay)
@@ -150,5 +197,6 @@ def gradient_split_figure(zs: Sequence[float], zt: Sequence[float], label: int, 
                "marker": {"color": "#495057"}},
               {"type": "bar", "x": names, "y": kd_grad.tolist(), "name": "α·∂(T²KL)/∂z_s",
                "marker": {"color": "#4C6EF5"}}]
-    return fast.figure(traces, fast.layout(None, "class", "gradient on the student's logit", uirevision, height=300,
-                                           barmode="group", margin={"l": 50, "r": 20, "t": 30, "b": 40}))
+    lay = fast.layout(None, "class", "gradient on the student's logit", uirevision, height=320, barmode="group",
+                      top=20)
+    return fast.figure(traces, lay)

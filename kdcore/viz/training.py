@@ -19,6 +19,21 @@ PHASE_COLORS = {"teacher": "#495057", "baseline": "#F08C00", "kd": "#4C6EF5", "a
 PALETTE = ["#4C6EF5", "#F03E3E", "#2F9E44", "#F08C00", "#AE3EC9", "#1098AD", "#E64980", "#5C940D", "#495057",
            "#D9480F"]
 PHASE_DASH = {"teacher": "dot", "baseline": "dash", "kd": "solid"}
+# A fixed colour per loss term name, the same in every run and on every chart (loss terms, weights):
+# the registered losses have their own; any other name is hashed into the palette.
+TERM_COLORS = {"total": "#212529", "ce": "#F03E3E", "kd": "#4C6EF5", "dkd": "#1098AD", "logit_mse": "#7048E8",
+               "fitnet": "#2F9E44", "at": "#F08C00", "ab": "#AE3EC9", "sp": "#E64980", "rkd": "#5C940D",
+               "pkt": "#D9480F", "attention_kd": "#0B7285", "modality_feature_kd": "#862E9C",
+               "crossmodal_feature_kd": "#C2255C", "aux_kd": "#364FC7"}
+
+
+def term_color(term: str) -> str:
+    """The colour of loss term ``term``: fixed for the registered losses, else a stable hash of the name."""
+    if term in TERM_COLORS:
+        return TERM_COLORS[term]
+    import zlib
+
+    return PALETTE[zlib.crc32(term.encode("utf-8")) % len(PALETTE)]
 
 
 def phase_color(phase: str, i: int = 0) -> str:
@@ -86,7 +101,6 @@ def loss_terms_figure(steps: Sequence[Mapping[str, Any]], smoothing: float = 0.6
             xs.append(x)
             ys.append(float(value))
     term_names = sorted({t for _, t in series}, key=lambda t: (t == "total", t))
-    colors = {t: PALETTE[i % len(PALETTE)] for i, t in enumerate(term_names)}
     terms_per_phase: dict[str, int] = {}
     for p, _ in series:
         terms_per_phase[p] = terms_per_phase.get(p, 0) + 1
@@ -95,7 +109,7 @@ def loss_terms_figure(steps: Sequence[Mapping[str, Any]], smoothing: float = 0.6
     for (phase, term), (xs, ys) in series.items():
         if term == "total" and terms_per_phase[phase] == 2:
             continue  # a single term: the total is the same curve
-        color = colors[term] if term != "total" else "#212529"
+        color = term_color(term)
         if smoothing > 0:
             rx, ry = thin(xs, ys)
             traces.append(fast.scatter(x=rx, y=ry, mode="lines", line={"color": color, "width": 1}, opacity=0.25,
@@ -109,12 +123,17 @@ def loss_terms_figure(steps: Sequence[Mapping[str, Any]], smoothing: float = 0.6
                                                  "<extra></extra>"))
         shown.add(term)
     lay = fast.layout("Loss terms per step", "optimiser step (phases in order)", "loss", uirevision,
+                      legend_lines=fast.legend_rows(term_names),
                       shapes=[fast.vline(offsets[p], color="#adb5bd", dash="dot", width=1) for p in order],
                       annotations=[{"x": offsets[p], "y": 0.99, "yref": "paper", "text": p, "showarrow": False,
                                     "xanchor": "left", "yanchor": "top",
                                     "font": {"size": 11, "color": phase_color(p)}} for p in order])
     if log_y:
         lay["yaxis"]["type"] = "log"
+        positive = [v for _, ys in series.values() for v in ys if v > 0 and math.isfinite(v)]
+        if positive:  # readable ticks (0.01, 0.02, 0.05, …) instead of plotly's minor-digit labels
+            ticks = fast.log_ticks(min(positive), max(positive))
+            lay["yaxis"].update(tickvals=ticks, ticktext=fast.tick_text(ticks))
     return fast.figure(traces, lay)
 
 
@@ -185,14 +204,15 @@ def strategy_figure(steps: Sequence[Mapping[str, Any]], phases: Iterable[str] | 
             temps[0].append(x)
             temps[1].append(float(e["temperature"]))
     traces = [fast.scatter(**dict(zip(("x", "y"), thin(xs, ys))), mode="lines", name=f"weight {k}",
-                           line={"color": PALETTE[i % len(PALETTE)], "width": 2})
-              for i, (k, (xs, ys)) in enumerate(sorted(weights.items()))]
+                           line={"color": term_color(k), "width": 2})
+              for k, (xs, ys) in sorted(weights.items())]
     if temps[0]:
         tx, ty = thin(*temps)
         traces.append(fast.scatter(x=tx, y=ty, mode="lines", name="temperature T", yaxis="y2",
                                    line={"color": "#212529", "width": 2, "dash": "dash"}))
     return fast.figure(traces, fast.layout(
         "Loss weights and temperature", "optimiser step (" + ", ".join(order) + ")", "effective weight", uirevision,
+        legend_lines=fast.legend_rows([t["name"] for t in traces]),
         yaxis2={"title": {"text": "temperature"}, "overlaying": "y", "side": "right", "rangemode": "tozero"}))
 
 
@@ -223,7 +243,9 @@ def overlay_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], metric: str 
             traces.append(fast.scatter(x=[r["epoch"] for r in rows], y=[(100 if pct else 1) * r[metric] for r in rows],
                                        mode="lines+markers", name=label, line={"color": PALETTE[i % len(PALETTE)]}))
     return fast.figure(traces, fast.layout(f"{metric} of phase '{phase}' per epoch", "epoch",
-                                           metric + (" (%)" if pct else ""), uirevision))
+                                           metric + (" (%)" if pct else ""), uirevision,
+                                           height=340 + 24 * max(0, fast.legend_rows(list(runs)) - 1),
+                                           legend_lines=fast.legend_rows(list(runs))))
 
 
 # ---- result -------------------------------------------------------------------------------
