@@ -91,7 +91,7 @@ def preset_card(name: str) -> None:
     spec = state.preset_spec(name)
     lesson = LESSONS.get(name) or {}
     with st.container(border=True):
-        st.subheader(name)
+        st.markdown(f"#### {name}")  # smaller than the group headings
         if lesson.get("claim"):
             st.markdown(f"**{lesson['claim']}**")
         lines = [line for entry, m in measured_entries(name) if (line := measured_line(entry, name, m))]
