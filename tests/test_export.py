@@ -253,6 +253,7 @@ def test_digits_av_gru_and_attention_export_with_dynamo(tmp_path):
 
     ops = {n.op_type for n in onnx.load(tmp_path / "onnx" / "kd.onnx").graph.node}
     assert "GRU" in ops
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == ["kd.onnx", "onnx_report.json", "teacher.onnx"]
     assert load_run(res).student("kd").training is False
 
 
