@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from kdcore.engine.experiment import Experiment
 from kdcore.explain import AgreementCallback
 from kdcore.presets import load_preset
+from kdcore.viz import fast
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTENTION, ATTRIBUTIONS = "pages/6_Attention.py", "pages/7_Attributions.py"
@@ -82,6 +83,13 @@ def arr(x) -> np.ndarray:
     return np.array(x, dtype=float)
 
 
+def colorscale(name: str):
+    """A named colour map as plotly writes it into the figure JSON."""
+    import plotly.graph_objects as go
+
+    return [list(x) for x in go.Heatmap(colorscale=name).colorscale]
+
+
 def no_exception(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
@@ -111,6 +119,15 @@ def test_attention_page_on_a_finished_run(open_page, run_folder):
     assert len(bars["data"]) == 3 and all(np.isclose(arr(t["y"]).sum(), 1.0, atol=1e-4) for t in bars["data"])
     assert "A modality removed at test time" in figs
     assert at.get("audio"), "the sample's spoken digit is playable"
+    # legends below the plot, never on the (subplot) titles; the play button beside the slider
+    for title in ("Mean α over epochs", "α of this sample", "A modality removed at test time"):
+        legend = figs[title]["layout"]["legend"]
+        assert legend["orientation"] == "h" and legend["y"] < 0 and legend["yanchor"] == "top", (title, legend)
+    slider, menu = frames["layout"]["sliders"][0], frames["layout"]["updatemenus"][0]
+    assert slider["x"] > menu["x"] and slider["y"] == menu["y"]
+    # the spectrogram in the app's one spectrogram colour map (as on Setup and Attributions)
+    spectro = figs["audio: log-mel spectrogram"]["data"][0]
+    assert spectro["colorscale"] == colorscale(fast.SPECTROGRAM_SCALE)
 
     # pick an earlier epoch: the student heatmap follows
     at.toggle(key="att-follow").set_value(False).run()
@@ -134,6 +151,11 @@ def test_attributions_page_on_a_finished_run(open_page, run_folder):
     per_model = np.stack([arr(t["x"]) for t in shares["data"]])  # modality × model
     assert per_model.shape == (3, 3) and np.allclose(per_model.sum(0), 1.0, atol=1e-4)
     assert {"image (image) — ig", "audio (spectrogram) — ig", "text: characters coloured by ig attribution"} <= set(figs)
+    spectro = figs["audio (spectrogram) — ig"]["data"]
+    assert spectro[0]["colorscale"] == colorscale(fast.SPECTROGRAM_SCALE)  # the input
+    assert all(t["colorscale"] == colorscale(fast.ATTRIBUTION_SCALE) for t in spectro[1:])  # the maps
+    shown = " ".join(c.value for c in at.caption) + " ".join(i.value for i in at.info)
+    assert "docs/" not in shown and ".md" not in shown and "kdcore." not in shown
     tokens = figs["text: characters coloured by ig attribution"]["data"][0]
     assert tokens["y"] == ["teacher", "baseline", "kd"] and any(c for c in tokens["text"][0])
     live = figs["Teacher–student attribution agreement (Spearman ρ, all)"]  # recorded by the callback

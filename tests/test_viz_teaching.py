@@ -156,3 +156,69 @@ def test_loss_colours_are_fixed_per_term_name():
               "temperature": 4.0, "lr": 1e-3} for i in range(3)]
     w = {t.name: t.line.color for t in strategy_figure(steps).data}
     assert w["weight ce"] == a["ce"] and w["weight kd"] == a["kd"]
+
+
+# ---- pages ---------------------------------------------------------------------------------------
+JARGON = ("§", "seed's", "KD Lab seed", "docs/", "scripts/", ".md", ":mod:", "assets/")
+
+
+@pytest.fixture
+def open_page(tmp_path, monkeypatch):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("KDLAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("KDLAB_FAST", raising=False)
+    st.cache_resource.clear()
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+    def _open(page: str) -> AppTest:
+        at = AppTest.from_file(str(root / "app.py"), default_timeout=300)
+        at.switch_page(page)
+        return at
+
+    yield _open
+    st.cache_resource.clear()
+
+
+def shown_text(at) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error") for e in at.get(kind)]
+    parts += [e.label for e in at.expander] + [getattr(w, "help", "") or "" for w in at.slider]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_bundled_explorer_models_kd_not_worse_than_baseline():
+    import json
+    from pathlib import Path
+
+    info = json.loads((Path(__file__).resolve().parents[1] / "assets/explorer/result.json").read_text())
+    acc = {p: r["test_acc"] for p, r in info["phases"].items()}
+    assert acc["kd"] >= acc["baseline"], acc
+    assert acc["teacher"] > acc["kd"]
+
+
+def test_explorer_opens_on_a_sample_the_teacher_gets_right(open_page):
+    from ui.models import EXPLORER_DIR, default_sample, load_models, logits_for
+
+    at = open_page("pages/3_Temperature_explorer.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    models = load_models(str(EXPLORER_DIR))
+    first = default_sample(models)
+    assert at.slider(key="tx-sample").value == first
+    out = logits_for(models)  # the home figure's call: the same default sample
+    assert out["index"] == first
+    p = softmax_t(out["teacher"].numpy(), 4.0)
+    assert p.argmax() == out["label"]  # the teacher is right …
+    runner_up = np.sort(p)[-2]
+    assert runner_up > 0.15 and p[out["label"]] - runner_up >= 0.1  # … with a visible second choice
+    text = shown_text(at)
+    assert "KD student" in text and "soft targets" in text  # the caption says why KD beats the baseline
+    assert not [j for j in JARGON if j in text], text
+
+
+def test_methods_page_has_no_internal_references(open_page):
+    at = open_page("pages/4_Methods.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = shown_text(at)
+    assert "attention_kd" in text and "activation boundaries" in text
+    assert not [j for j in JARGON if j in text], [line for line in text.splitlines() if any(j in line for j in JARGON)]
