@@ -11,19 +11,23 @@ models:
     assets/explorer/result.json          test accuracies of the three (one seed, for display)
 
 The spec is the digits-av preset (image + speech + text: the explorer shows a digit you can see and
-hear) with milder noise, and with the students given labels for only part of the training split:
+hear) with milder noise and the teacher trained at lr 0.003 for 30 epochs, and with the students
+given labels for only 20 % of the training split:
 the rest is an unlabelled transfer set that the KD student learns from through the teacher's soft
 targets alone, the baseline not at all (Hinton et al. 2015 §6; Lopez-Paz et al. 2016). With every
-label available, this small student already gets close to the teacher from labels alone and the KD
-gain is within seed noise; with scarce labels the soft targets are what the KD student has more, so
-the bundled KD student beats its baseline — the picture the explorer teaches with.
+label available the KD gain of this small student is small next to seed noise (the digits-av
+preset); with scarce labels the soft targets are what the KD student has more, so the bundled KD student beats its
+baseline by a wide margin — the picture the explorer teaches with.
 
 Usage:
     .venv/bin/python scripts/train_explorer_models.py [--out assets/explorer] [--labelled 0.2]
         [--teacher-epochs 30] [--teacher-lr 0.003] [--student-epochs 40] [--set key=value ...]
 
 Measured (seed 0, one CPU thread, ~3 min): teacher 90.6 %, student without KD 58.3 %, KD student 78.6 %
-(test accuracy). With all labels (--labelled 1) the KD student was not better than the baseline.
+(test accuracy). With all labels (--labelled 1), same seed: 90.6 % / 74.2 % / 79.2 % — KD also ahead,
+but by one seed only, and the digits-av preset (other settings) measures its gain at +0.6 ± 1.5
+points over 3 seeds. The bundled models use scarce labels, where the gain is large (+20 points) and
+its reason (soft targets on unlabelled samples) can be stated on the page.
 
 Deterministic given the spec's seed (CPU, one thread). Refuses to write models whose KD student is
 worse than the baseline unless --allow-worse is given.
