@@ -258,6 +258,11 @@ command("methods", "list distillation methods and strategies with their defaults
 def _sweep_args(p):
     add_spec_args(p)
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
+    p.add_argument("--vary", action="append", metavar="FIELD=V1,V2,...",
+                   help="a spec field and its values, e.g. distill.temperature=1,2,4,8 (at most two --vary); "
+                        "the table then has one row per grid point with the paired KD gain")
+    p.add_argument("--no-cache", action="store_true", help="--vary: retrain every row (default: reuse the "
+                   "rows cached under runs/sweeps/ and train only the missing ones)")
     p.add_argument("--json", action="store_true")
 
 
@@ -267,6 +272,18 @@ def _sweep(args) -> int:
     spec = spec_from_args(args)
     if args.seeds < 1:
         raise UsageError("--seeds must be ≥ 1")
+    if args.vary:
+        from kdcore.engine.grid import parse_vary, run_grid
+        from kdcore.store.registry import default_root
+
+        try:
+            axes = parse_vary(args.vary)
+            grid = run_grid(spec, axes, args.seeds, progress=sys.stderr,
+                            cache_root=None if args.no_cache else default_root())
+        except SpecError as exc:
+            raise UsageError(str(exc)) from None
+        print(json.dumps(grid.to_dict(), indent=2, default=str) if args.json else grid.table())
+        return 0
     summary = run_sweep(spec, args.seeds, progress=sys.stderr)
     print(json.dumps(summary, indent=2) if args.json else sweep_table(summary))
     return 0

@@ -1,0 +1,273 @@
+"""Grid sweeps: one or two spec fields × seeds, with the paired KD − baseline gain per grid point.
+
+    python -m kdcore sweep --preset P --vary distill.temperature=1,2,4,8 [--vary student.encoder.width=4,8] --seeds 3
+
+Sharing. Within a seed, the phases a varied field cannot affect are trained once and reused at every
+grid point of that seed:
+
+* fields that only the KD student reads (temperature, loss terms and weights, weighting and
+  temperature strategies) share the **teacher and the baseline**;
+* fields of the students or of who-sees-which-label (student architecture, student epochs, the
+  labelled fraction / transfer set / omitted classes) share the **teacher**;
+* anything else (data, noise, teacher, optimiser) trains every phase.
+
+Reuse is exact: a shared phase is the same object the first grid point of the seed trained (same
+data, same seed, same weights), so a shared run equals a full run of the same spec.
+
+Caching. Each (grid point, seed) row is stored in a JSON file named after the base spec and the
+grid (``runs/sweeps/<hash>.json``); a rerun only trains the rows that are missing, so an interrupted
+sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from kdcore.engine.experiment import Experiment
+from kdcore.engine.verdict import seed_verdict
+from kdcore.spec import ExperimentSpec, SpecError, apply_assignment, validate_spec
+
+KD_ONLY = ("distill.temperature", "distill.losses", "distill.weighting", "distill.weighting_params",
+           "distill.temperature_schedule", "distill.temperature_params")
+TEACHER_FREE = (*KD_ONLY, "student.", "train.student_epochs", "data.regime.labelled_fraction",
+                "data.regime.labels_per_class", "data.regime.transfer", "data.regime.omit_classes",
+                "data.regime.omitted_in_transfer")
+MAX_AXES = 2
+
+
+def shared_phases(fields: list[str]) -> tuple[str, ...]:
+    """Which phases every grid point of a seed can share, given the varied fields."""
+    if all(f.startswith(KD_ONLY) for f in fields):
+        return ("teacher", "baseline")
+    if all(f.startswith(TEACHER_FREE) for f in fields):
+        return ("teacher",)
+    return ()
+
+
+def _affecting(point: dict[str, Any], free: tuple[str, ...]) -> tuple:
+    """The values of the varied fields that are not in ``free`` (points equal here can share)."""
+    return tuple(json.dumps(v, sort_keys=True, default=str) for k, v in sorted(point.items()) if not k.startswith(free))
+
+
+def parse_vary(items: list[str]) -> dict[str, list[Any]]:
+    """``["distill.temperature=1,2,4"]`` → ``{"distill.temperature": [1, 2, 4]}`` (YAML-parsed values)."""
+    import yaml
+
+    axes: dict[str, list[Any]] = {}
+    for item in items:
+        if "=" not in item:
+            raise SpecError(f"--vary expects FIELD=v1,v2,..., got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        values = [yaml.safe_load(v.strip()) for v in _split_values(raw)]
+        if not key or not values or any(v is None for v in values):
+            raise SpecError(f"--vary {key or '?'}: give at least one value, e.g. {key or 'distill.temperature'}=1,2,4")
+        if key in axes:
+            raise SpecError(f"--vary {key}: the field is varied twice")
+        axes[key] = values
+    if len(axes) > MAX_AXES:
+        raise SpecError(f"--vary: at most {MAX_AXES} fields at once")
+    return axes
+
+
+def _split_values(raw: str) -> list[str]:
+    """Split on commas outside brackets, so ``[image],[image,audio]`` gives two values."""
+    out, depth, cur = [], 0, ""
+    for ch in raw:
+        depth += ch in "[{"
+        depth -= ch in "]}"
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur)
+    return out
+
+
+def point_spec(base: ExperimentSpec, point: dict[str, Any], seed: int) -> ExperimentSpec:
+    data = base.to_dict()
+    for key, value in point.items():
+        apply_assignment(data, f"{key}={json.dumps(value)}")
+    data["data"]["seed"] = seed
+    return validate_spec(data)
+
+
+class _SharingExperiment(Experiment):
+    """An experiment that takes the named phases from a donor experiment of the same seed."""
+
+    def __init__(self, spec: ExperimentSpec, donor: Experiment | None, share: tuple[str, ...]):
+        super().__init__(spec)
+        self.donor, self.share = donor, set(share) if donor is not None else set()
+
+    def _adopt(self, name: str) -> None:
+        d = self.donor
+        self.results[name] = d.results[name]
+        self.models[name] = d.models[name]
+        self.phase_extra[name] = dict(d.phase_extra.get(name, {}))
+
+    def _teacher(self) -> None:
+        if "teacher" not in self.share:
+            return super()._teacher()
+        for name in self.donor.results:
+            if name.startswith("teacher") or name == "ensemble":
+                self._adopt(name)
+        self.teacher = self.donor.teacher
+        self.models["teacher"] = self.donor.models["teacher"]
+
+    def _run_phase(self, cfg):
+        if cfg.name == "baseline" and "baseline" in self.share:
+            self._adopt("baseline")
+            return self.results["baseline"]
+        return super()._run_phase(cfg)
+
+
+def _row(res) -> dict[str, Any]:
+    row: dict[str, Any] = {name: r["test_acc"] for name, r in res.phases.items()}
+    for name, r in res.phases.items():
+        for k in ("agreement", "kl_to_teacher", "ece", "omitted_acc", "omitted_acc_corrected"):
+            if isinstance(r.get(k), float):
+                row[f"{name}.{k}"] = r[k]
+    return row
+
+
+@dataclass
+class GridResult:
+    base: str
+    axes: dict[str, list[Any]]
+    seeds: int
+    shared: tuple[str, ...]
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per (point, seed)
+    trained: int = 0  # rows trained now (the rest came from the cache)
+    cache_file: str | None = None
+
+    def points(self) -> list[dict[str, Any]]:
+        keys = list(self.axes)
+        return [dict(zip(keys, combo)) for combo in itertools.product(*self.axes.values())]
+
+    def summary(self) -> list[dict[str, Any]]:
+        out = []
+        for point in self.points():
+            rows = [r for r in self.rows if r["point"] == point]
+            if not rows:
+                continue
+            entry: dict[str, Any] = {"point": point, "n": len(rows)}
+            for phase in ("teacher", "baseline", "kd"):
+                xs = [100 * r["acc"][phase] for r in rows if phase in r["acc"]]
+                if xs:
+                    entry[phase] = {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0}
+            gains = [100 * (r["acc"]["kd"] - r["acc"]["baseline"]) for r in rows
+                     if "kd" in r["acc"] and "baseline" in r["acc"]]
+            v = seed_verdict(gains)
+            entry["gain"] = {"mean": v.mean, "std": v.std, "per_seed": gains}
+            entry["verdict"] = v.label
+            for k in ("kd.agreement", "baseline.agreement"):
+                xs = [100 * r["acc"][k] for r in rows if k in r["acc"]]
+                if xs:
+                    entry[k] = statistics.fmean(xs)
+            out.append(entry)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"base": self.base, "axes": self.axes, "seeds": self.seeds, "shared": list(self.shared),
+                "trained": self.trained, "cache_file": self.cache_file, "points": self.summary(), "rows": self.rows}
+
+    def table(self) -> str:
+        keys = list(self.axes)
+        head = "| " + " | ".join(keys) + " | teacher | baseline | KD | KD gain (points) | verdict | agreement KD |"
+        lines = [head, "|" + "---|" * (len(keys) + 6)]
+        for e in self.summary():
+            f = lambda p: f"{e[p]['mean']:.1f} ± {e[p]['std']:.1f}" if p in e else "–"  # noqa: E731
+            lines.append("| " + " | ".join(str(e["point"][k]) for k in keys) +
+                         f" | {f('teacher')} | {f('baseline')} | {f('kd')} | "
+                         f"{e['gain']['mean']:+.1f} ± {e['gain']['std']:.1f} | {e['verdict']} ({e['n']}) | "
+                         f"{e.get('kd.agreement', float('nan')):.1f} |")
+        shares = sorted({", ".join(r.get("shared") or []) for r in self.rows} - {""})
+        if self.shared:
+            shared = " and ".join(self.shared) + " trained once per seed and shared by every grid point"
+        elif shares:
+            shared = (f"{' / '.join(shares)} shared between grid points that differ only in fields those phases "
+                      "do not read")
+        else:
+            shared = "nothing (every varied field affects the teacher)"
+        lines.append(f"Test accuracy %, mean ± std over {self.seeds} seeds; gain paired per seed. Shared: {shared}. "
+                     f"Rows trained now: {self.trained} of {len(self.rows)} (the rest from {self.cache_file or 'no cache'}).")
+        return "\n".join(lines)
+
+
+def _cache_path(base: ExperimentSpec, axes: dict[str, list[Any]], root: Path) -> Path:
+    d = base.to_dict()
+    d.pop("name", None)
+    d.pop("description", None)
+    key = json.dumps({"spec": d, "axes": axes}, sort_keys=True, default=str)
+    return root / "sweeps" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def run_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int, progress: TextIO | None = None,
+             cache_root: str | Path | None = None, on_row=None, should_stop=None) -> GridResult:
+    """Train the grid (``axes`` × seeds 0..seeds−1), reusing shared phases and cached rows.
+
+    ``on_row(row)`` is called after every finished row (the app's live chart); ``should_stop()``
+    is checked between rows."""
+    if seeds < 1:
+        raise SpecError("--seeds must be ≥ 1")
+    fields = list(axes)
+    result = GridResult(base.name, axes, seeds, shared_phases(fields))  # shared at every point
+    points = result.points()
+    for point in points:  # every grid point must be a valid spec before anything trains
+        point_spec(base, point, 0)
+    cache: dict[str, Any] = {}
+    path = None
+    if cache_root is not None:
+        path = _cache_path(base, axes, Path(cache_root))
+        result.cache_file = str(path)
+        if path.is_file():
+            cache = json.loads(path.read_text(encoding="utf-8"))
+    for seed in range(seeds):
+        donors: dict[tuple, Experiment] = {}  # per seed: the first experiment of each group of points
+        for point in points:
+            key = json.dumps({"point": point, "seed": seed}, sort_keys=True, default=str)
+            if key in cache:
+                result.rows.append(cache[key])
+                continue
+            if should_stop is not None and should_stop():
+                return result
+            spec = point_spec(base, point, seed)
+            b_key, t_key = ("b", _affecting(point, KD_ONLY)), ("t", _affecting(point, TEACHER_FREE))
+            if b_key in donors:
+                exp = _SharingExperiment(spec, donors[b_key], ("teacher", "baseline"))
+            elif t_key in donors:
+                exp = _SharingExperiment(spec, donors[t_key], ("teacher",))
+            else:
+                exp = _SharingExperiment(spec, None, ())
+            res = exp.run()
+            if res.status != "finished":
+                raise RuntimeError(f"{point} seed {seed}: run {res.status}: {res.message}")
+            donors.setdefault(b_key, exp)
+            donors.setdefault(t_key, exp)
+            row = {"point": point, "seed": seed, "acc": _row(res),
+                   "shared": sorted(exp.share)}
+            result.rows.append(row)
+            result.trained += 1
+            cache[key] = row
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(cache, indent=1, default=str), encoding="utf-8")
+                tmp.replace(path)
+            if progress is not None:
+                a = row["acc"]
+                progress.write(f"[{base.name}] {point} seed {seed}: baseline {100 * a['baseline']:.1f} "
+                               f"kd {100 * a['kd']:.1f}" + (f" (shared: {', '.join(row['shared'])})"
+                                                           if row["shared"] else "") + "\n")
+                progress.flush()
+            if on_row is not None:
+                on_row(row)
+    return result
