@@ -26,16 +26,19 @@ with left:
     st.markdown(
         """
 **Knowledge distillation (KD)** trains a small *student* network to imitate a large, already-trained
-*teacher*. Besides the hard label ("this is a 7"), the student learns from the teacher's whole output
-distribution, softened by a temperature *T*: how much the teacher thinks the 7 looks like a 1 or a 9.
-These relative probabilities of the wrong classes — Hinton's *dark knowledge* — are a richer training
-signal than one-hot labels, so a distilled student often beats the same student trained on labels alone.
+*teacher*. Besides the hard label (which class a sample belongs to), the student learns from the teacher's
+whole output distribution, softened by a temperature *T*: how much the teacher thinks the sample also looks
+like other classes — the figure shows which ones for a real test sample. These relative probabilities of
+the wrong classes — Hinton's *dark knowledge* — carry knowledge the labels do not: they pay most when the
+student has few labels or unlabelled data to learn from (the "KD helps" presets below), and they can
+mislead it (the "KD hurts" presets).
 
 Here the teacher and the student are **multimodal**: they read handwritten images, spoken digits and
 digit names (or six views of one digit), fused with attention. The lab trains a teacher, a student
 *without* KD (the baseline, same initial weights and data order) and the student *with* KD, so the KD
 gain you see is the effect of distillation alone — and sometimes it is negative: cross-modal KD only
-helps as far as the student's modality contains what the teacher relies on.
+helps as far as the student's modality contains what the teacher relies on. One run is never evidence:
+every preset below shows its result measured over several seeds.
 """
     )
     if st.button(f"▶ Run the default preset ({DEFAULT_PRESET})", type="primary", key="run-default"):
@@ -46,10 +49,10 @@ with right:
     sources = model_sources()
     if BUNDLED in sources:
         models = load_models(str(sources[BUNDLED]))
-        out = logits_for(models, 7)
+        out = logits_for(models)
         fig = hard_vs_soft_figure(out["label"], out["teacher"].numpy(), 4.0, models.data.class_names,
                                   uirevision="home")
-        fig.update_layout(title="What the student learns from: label vs teacher's soft target (T = 4)")
+        fig.update_layout(title="Label vs the teacher's soft target (T = 4)")
         st.plotly_chart(fig, key="home-figure")
         st.caption("A real test sample and the bundled teacher. Explore it in the Temperature explorer.")
 
