@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdcore.data.audio import (DEFAULT, FrontEnd, fix_length, log_mel, mel_filterbank, normalise_level, resample,
+from kdcore.data.audio import (DEFAULT, FrontEnd, denoise, fix_length, log_mel, mel_filterbank, normalise_level, resample,
                                trim_silence)
 
 
@@ -166,3 +166,17 @@ def test_custom_manifest_with_mixed_rates_and_lengths(tmp_path):
     # the two tones are told apart whatever the rate, length or leading silence: band energy ranks them
     low, high = x[:6, 0].mean(dim=(0, 2)), x[6:, 0].mean(dim=(0, 2))
     assert low[:12].mean() > high[:12].mean() and high[16:].mean() > low[16:].mean()
+
+
+def test_denoise_lowers_a_stationary_noise_floor_and_spares_clean_clips():
+    rate, rng = 8000, np.random.default_rng(1)
+    word = tone(400, rate, 0.4)
+    clean = np.concatenate([np.zeros(4000, np.float32), word, np.zeros(4000, np.float32)])
+    noisy = clean + 0.02 * rng.standard_normal(len(clean)).astype(np.float32)
+    out = denoise(noisy)
+    quiet = slice(0, 3000)
+    assert np.sqrt(np.mean(out[quiet] ** 2)) < 0.5 * np.sqrt(np.mean(noisy[quiet] ** 2))
+    assert np.sqrt(np.mean(out[4000:7200] ** 2)) == pytest.approx(np.sqrt(np.mean(word ** 2)), rel=0.1)
+    assert np.array_equal(denoise(clean), clean)  # digital silence: nothing to subtract
+    loud = tone(400, rate, 1.0)
+    assert np.array_equal(denoise(loud), loud)  # no quiet part to learn the noise from

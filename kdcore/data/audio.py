@@ -5,20 +5,23 @@ For every clip, in this order (:meth:`FrontEnd.prepare`):
 
 1. **resample** to one target rate (``FrontEnd.sample_rate``, default 8 kHz) with
    ``scipy.signal.resample_poly`` when the clip's rate differs;
-2. **trim silence**: the clip is cut into 10 ms frames; frames below a threshold are dropped from both
+2. **denoise** (``denoise=True``): spectral subtraction of a stationary noise floor, whose spectrum is
+   learnt from the clip's quietest STFT frames (skipped when the clip has no quiet part);
+3. **trim silence**: the clip is cut into 10 ms frames; frames below a threshold are dropped from both
    ends (a short margin is kept). The threshold is ``trim_db`` below the loudest frame (relative to the
    clip's peak), raised to ``trim_noise_db`` above the clip's noise floor (5th percentile of frame energies)
    so that a steady background hiss does not count as speech;
-3. **normalise the level** of each clip (``"rms"`` to ``level`` RMS, ``"peak"`` to ``level`` peak, or
+4. **normalise the level** of each clip (``"rms"`` to ``level`` RMS, ``"peak"`` to ``level`` peak, or
    ``"none"``);
-4. **fixed duration**: centre-crop or centre zero-pad to ``duration`` seconds (default 1.0 s) — each clip on
+5. **fixed duration**: centre-crop or centre zero-pad to ``duration`` seconds (default 1.0 s) — each clip on
    its own, never padded to the longest clip.
 
 Then :meth:`FrontEnd.spectrogram`: an STFT with a Hann window of ``n_fft`` samples and hop ``hop`` ≤ n_fft/2
 (so every sample enters at least one window — at hop = n_fft/2 the Hann windows sum to a constant, every
 sample has the same weight), ``n_mels`` triangular HTK-mel bands from ``f_min`` up to at most the
 Nyquist frequency of the lowest *original* rate among the clips (an 8 kHz clip resampled to 16 kHz has
-nothing above 4 kHz, so no band may reach there), log power with an ``top_db`` floor.
+nothing above 4 kHz, so no band may reach there), log power floored ``top_db`` (default 50) dB below each clip's maximum, so that clean and
+slightly noisy clips share one floor.
 
 Defaults: 8 kHz, 1.0 s, n_fft 512 (64 ms), hop 256 (32 ms), 32 mel bands → ``1 + 8000 // 256 = 32`` frames,
 i.e. the [1, 32, 32] spectrogram the models have always received. The frame count follows from
@@ -82,6 +85,32 @@ def resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
 
     g = math.gcd(rate, target)
     return resample_poly(np.asarray(x, dtype=np.float64), target // g, rate // g).astype(np.float32)
+
+
+def denoise(x: np.ndarray, n_fft: int = 512, hop: int = 256, quantile: float = 0.1, over: float = 2.0,
+            floor: float = 0.1, min_gap_db: float = 10.0) -> np.ndarray:
+    """Spectral subtraction of a stationary noise floor: the noise power spectrum is the mean over the
+    quietest ``quantile`` of STFT frames; each bin's power is reduced by ``over`` × that (amplitude kept
+    ≥ ``floor`` × the original). Skipped when the quietest frames are not at least ``min_gap_db`` below
+    the loud ones (90th percentile) (no silence to learn the noise from), and on digitally silent noise floors."""
+    x = np.asarray(x, dtype=np.float32)
+    if len(x) < 2 * n_fft:
+        return x
+    w = torch.from_numpy(x)
+    window = torch.hann_window(n_fft)
+    spec = torch.stft(w, n_fft=n_fft, hop_length=hop, window=window, return_complex=True, center=True,
+                      pad_mode="constant")
+    power = spec.abs().pow(2)  # [F, T]
+    energy = power.sum(0)
+    k = max(1, int(round(quantile * energy.numel())))
+    quiet = torch.argsort(energy)[:k]
+    noise_e, loud_e = float(energy[quiet].mean()), float(torch.quantile(energy, 0.9))
+    if noise_e <= 1e-12 * max(loud_e, 1e-30) or 10 * math.log10(loud_e / max(noise_e, 1e-30)) < min_gap_db:
+        return x
+    noise = power[:, quiet].mean(1, keepdim=True)
+    gain = torch.clamp(1.0 - over * noise / power.clamp_min(1e-20), min=floor ** 2).sqrt()
+    out = torch.istft(spec * gain, n_fft=n_fft, hop_length=hop, window=window, center=True, length=len(x))
+    return out.numpy().astype(np.float32)
 
 
 def trim_silence(x: np.ndarray, rate: int, top_db: float = 40.0, noise_db: float = 6.0, frame_s: float = 0.01,
@@ -156,6 +185,7 @@ class FrontEnd:
 
     sample_rate: int = 8000  # target rate (Hz); clips at other rates are resampled
     duration: float = 1.0  # seconds per clip after trimming: centre-crop or zero-pad
+    denoise: bool = True  # spectral subtraction of a stationary noise floor (before trimming)
     trim_db: float | None = 40.0  # silence threshold below the clip's loudest 10 ms frame; None: no trimming
     trim_noise_db: float = 6.0  # ...raised to this far above the clip's noise floor
     trim_margin: float = 0.02  # seconds kept before the first / after the last loud frame
@@ -166,7 +196,7 @@ class FrontEnd:
     n_mels: int = 32
     f_min: float = 0.0
     f_max: float | None = None  # default: the Nyquist frequency of the lowest original rate
-    top_db: float = 80.0  # log-power floor below each spectrogram's maximum
+    top_db: float = 50.0  # log-power floor below each spectrogram's maximum
 
     def __post_init__(self):
         if self.sample_rate <= 0 or self.duration <= 0:
@@ -197,8 +227,10 @@ class FrontEnd:
         return top if self.f_max is None else min(float(self.f_max), top)
 
     def prepare_one(self, x: np.ndarray, rate: int) -> np.ndarray:
-        """One clip: resample → trim silence → normalise level → fixed duration."""
+        """One clip: resample → denoise → trim silence → normalise level → fixed duration."""
         x = resample(x, rate, self.sample_rate)
+        if self.denoise:
+            x = denoise(x, self.n_fft, self.hop)
         if self.trim_db is not None:
             x = trim_silence(x, self.sample_rate, self.trim_db, self.trim_noise_db, margin_s=self.trim_margin)
         x = normalise_level(x, self.normalise, self.level)
