@@ -62,7 +62,9 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     measured = json.loads(MEASURED_FILE.read_text()) if MEASURED_FILE.is_file() else {}
-    rows, raw = [], {}
+    raw_file = Path(args.out).with_suffix(".json")  # every entry's raw sweep, merged across invocations
+    stored = json.loads(raw_file.read_text()) if raw_file.is_file() else {}
+    rows, raw = {}, {}
     for entry, preset, overrides, seeds in ENTRIES:
         if args.only and preset not in args.only and entry not in args.only:
             continue
@@ -81,7 +83,7 @@ def main() -> int:
             omitted = (f"3s: baseline {_extra(s, 'baseline.omitted_acc')} → KD {_extra(s, 'kd.omitted_acc')}; "
                        f"bias-corrected {_extra(s, 'baseline.omitted_acc_corrected')} → "
                        f"{_extra(s, 'kd.omitted_acc_corrected')}")
-        rows.append(f"| {entry} | {fmt(s['phases']['teacher'])} | {fmt(s['phases']['baseline'])} | "
+        rows[entry] = (f"| {entry} | {fmt(s['phases']['teacher'])} | {fmt(s['phases']['baseline'])} | "
                     f"{fmt(s['phases']['kd'])} | {v.mean:+.1f} ± {v.std:.1f} | **{v.label}** ({n}) | "
                     f"{_extra(s, 'baseline.agreement')} → {_extra(s, 'kd.agreement')} | {omitted} | "
                     f"{p['teacher']:,} → {p['kd']:,} | {(time.time() - t0) / n:.0f} s |")
@@ -98,14 +100,20 @@ def main() -> int:
                         or k.split(".", 1)[1].startswith("acc_without_")},
         }
         MEASURED_FILE.write_text(json.dumps(measured, indent=1, ensure_ascii=False) + "\n")
+        stored[entry] = {"row": rows[entry], "sweep": s}
+        raw_file.write_text(json.dumps(stored, indent=1, ensure_ascii=False) + "\n")
+    order = [e[0] for e in ENTRIES]
+    stored = {k: stored[k] for k in sorted(stored, key=lambda k: order.index(k) if k in order else len(order))}
+    raw = {k: v["sweep"] for k, v in stored.items()}
     table = "\n".join([
         "| preset | teacher | student, no KD | student + KD | KD gain (points) | verdict (seeds) | "
         "agreement with teacher, no KD → KD | omitted class | parameters | s / seed |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        *rows,
+        *(v["row"] for v in stored.values()),
     ])
     note = (f"Test accuracy (%), mean ± std over seeds 0..N−1 (N in the verdict column), produced by "
-            f"`scripts/sweep_presets.py` on {time.strftime('%Y-%m-%d')} with {args.threads} CPU threads. "
+            f"`scripts/sweep_presets.py` (last run {time.strftime('%Y-%m-%d')}, {args.threads} CPU threads; the s / seed "
+            "column is wall time on a shared machine, often loaded). "
             "The gain is paired (same seed, split, initial weights and data order). 'KD helps/hurts' only when "
             "the mean gain is more than 2 standard deviations of the per-seed gains away from 0, with ≥ 3 seeds.")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +126,7 @@ def main() -> int:
                             f" | {100 * (r['kd'] - r['baseline']):+.2f} |")
         per_seed.append("")
     Path(args.out).write_text(f"# Preset results\n\n{table}\n\n{note}\n\n## Every seed\n\n" + "\n".join(per_seed) +
-                              f"\n\n## Raw\n\n```json\n{json.dumps(raw, indent=1, ensure_ascii=False)}\n```\n")
+                              f"\n\nThe raw sweeps (every metric of every seed) are in `{raw_file.name}` beside this file.\n")
     print(table)
     print(note)
     return 0
