@@ -13,6 +13,9 @@ bounded buffers), and the pages read immutable :class:`JobSnapshot` objects.
 * A crash anywhere inside the job thread marks that job ``failed`` with its message; the manager
   keeps serving other jobs.
 * Run folders go under ``$KDLAB_RUNS_DIR`` (default ``runs/``).
+* A *sweep* job (:meth:`JobManager.submit_sweep`, :class:`SweepJob`) runs a whole grid
+  (``kdcore.engine.grid.run_grid``) in one slot of the same queue and cap; it stops between grid
+  rows, and ``manager.jobs()`` lists run jobs only (``jobs(kind="sweep")``, ``jobs(kind=None)``).
 """
 
 from __future__ import annotations
@@ -218,6 +221,8 @@ class _PhaseClock:
 
 class Job:
     """One experiment in the manager. Thread-safe; read it through :meth:`snapshot`."""
+
+    kind = "run"
 
     def __init__(self, job_id: str, spec: ExperimentSpec, manager: "JobManager",
                  epoch_callbacks: Iterable[EpochCallback] = (), subscribers: Iterable[Callable[[Event], None]] = (),
@@ -462,13 +467,31 @@ class JobManager:
         return self.submit(spec, epoch_callbacks,
                            factory=lambda subs: prepare_resume(rec.id, root, subscribers=subs), resumes=rec.id)
 
+    def submit_sweep(self, spec: ExperimentSpec, axes: Mapping[str, list], seeds: int,
+                     cache_root: str | Path | None = None, grid: Callable[..., Any] | None = None) -> "SweepJob":
+        """Queue a grid sweep of ``spec`` over ``axes`` × seeds 0..seeds−1 (``run_grid``; ``grid``
+        replaces it, for tests). Rows are cached under ``cache_root`` (default: the run root)."""
+        if not isinstance(spec, ExperimentSpec):
+            raise TypeError("submit_sweep expects an ExperimentSpec")
+        if not axes or seeds < 1:
+            raise ValueError("a sweep needs at least one field to vary and seeds ≥ 1")
+        with self._lock:
+            job = SweepJob(f"sweep-{next(self._ids)}-{int(time.time() * 1000) % 100000:05d}", spec, self, axes,
+                           seeds, cache_root if cache_root is not None else (self.run_root or runs_dir()), grid)
+            self._jobs[job.id] = job
+            self._queue.append(job)
+            self._prune()
+            self._start_ready()
+            return job
+
     def get(self, job_id: str | None) -> Job | None:
         with self._lock:
             return self._jobs.get(job_id) if job_id else None
 
-    def jobs(self) -> list[Job]:
+    def jobs(self, kind: str | None = "run") -> list[Job]:
+        """The jobs of one kind (``"run"``: experiments, the default; ``"sweep"``), or all (None)."""
         with self._lock:
-            return list(self._jobs.values())
+            return [j for j in self._jobs.values() if kind is None or j.kind == kind]
 
     def running(self) -> list[Job]:
         with self._lock:
@@ -486,11 +509,11 @@ class JobManager:
             return None
 
     def stop_all(self, wait: float | None = None) -> None:
-        for job in self.jobs():
+        for job in self.jobs(kind=None):
             job.stop()
         if wait is not None:
             deadline = time.time() + wait
-            for job in self.jobs():
+            for job in self.jobs(kind=None):
                 job.wait(max(0.0, deadline - time.time()))
 
     # ---- internals -------------------------------------------------------------------
@@ -522,5 +545,121 @@ class JobManager:
             del self._jobs[j.id]
 
 
+@dataclass(frozen=True)
+class SweepSnapshot:
+    """An immutable view of a sweep job: the finished (grid point, seed) rows so far."""
+
+    id: str
+    name: str
+    spec: ExperimentSpec  # the base spec
+    status: str
+    queue_position: int | None
+    message: str
+    created: float
+    started: float | None
+    ended: float | None
+    axes: Mapping[str, tuple]
+    seeds: int
+    total: int  # rows in the whole grid (points × seeds)
+    rows: tuple[dict, ...]  # kdcore.engine.grid rows: {"point", "seed", "acc", "shared"}
+    result: dict | None  # GridResult.to_dict() once the grid returned
+    kind: str = "sweep"
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATUSES
+
+    @property
+    def state_label(self) -> str:
+        return f"queued (position {self.queue_position})" if self.status == QUEUED else self.status
+
+
+class SweepJob(Job):
+    """A grid sweep as one job: the thread calls ``run_grid(spec, axes, seeds, cache_root=...,
+    on_row=..., should_stop=...)``; rows already in the grid's cache are visible from the start.
+    A stop ends it between two rows (status ``stopped``, the finished rows kept); a crash marks it
+    ``failed`` with its message."""
+
+    kind = "sweep"
+
+    def __init__(self, job_id: str, spec: ExperimentSpec, manager: "JobManager", axes: Mapping[str, list],
+                 seeds: int, cache_root: str | Path | None, grid: Callable[..., Any] | None = None):
+        super().__init__(job_id, spec, manager, buffer_cap=manager.buffer_cap)
+        self.axes = {k: list(v) for k, v in axes.items()}
+        self.seeds = int(seeds)
+        self.cache_root = cache_root
+        self.grid = grid
+        self.total = self.seeds * _product(len(v) for v in self.axes.values())
+        self._rows: list[dict] = []
+
+    def _on_row(self, row: dict) -> None:
+        with self._lock:
+            self._rows.append(row)
+
+    def _cached_rows(self) -> list[dict]:
+        """Rows of this grid already in run_grid's cache file (it reports only the rows it trains)."""
+        import json
+
+        from kdcore.engine.grid import _cache_path
+
+        path = _cache_path(self.spec, self.axes, Path(self.cache_root))
+        if not path.is_file():
+            return []
+        try:
+            cache = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        return [r for r in cache.values() if isinstance(r, dict) and r.get("seed", self.seeds) < self.seeds]
+
+    def _run(self) -> None:
+        try:
+            if self._stop.is_set():
+                self._finish(STOPPED, "stopped before it started", signal=False)
+                return
+            threads = self.spec.train.threads or self.manager.threads
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
+            grid = self.grid
+            if grid is None:
+                from kdcore.engine.grid import run_grid as grid
+                if self.cache_root is not None:
+                    with self._lock:
+                        self._rows = self._cached_rows()
+            res = grid(self.spec, self.axes, self.seeds, cache_root=self.cache_root, on_row=self._on_row,
+                       should_stop=self._should_stop)
+            with self._lock:
+                self._rows = list(res.rows)
+            n, trained = len(res.rows), getattr(res, "trained", len(res.rows))
+            if n < self.total:
+                self._finish(STOPPED, f"stopped after {n} of {self.total} rows", res.to_dict(), signal=False)
+            else:
+                self._finish(FINISHED, f"{n} rows: {trained} trained now, {n - trained} from the cache",
+                             res.to_dict(), signal=False)
+        except BaseException as exc:  # noqa: BLE001 - a crash in the job thread marks the job failed
+            self._finish(FAILED, f"{type(exc).__name__}: {exc}", signal=False)
+        finally:
+            self.manager._job_done(self)
+            self._done.set()
+
+    def snapshot(self) -> SweepSnapshot:  # type: ignore[override]
+        with self._lock:
+            return SweepSnapshot(
+                id=self.id, name=self.spec.name, spec=self.spec, status=self.status,
+                queue_position=self.manager.queue_position(self), message=self.message, created=self.created,
+                started=self.started, ended=self.ended, axes=MappingProxyType({k: tuple(v) for k, v in self.axes.items()}),
+                seeds=self.seeds, total=self.total, rows=tuple(self._rows),
+                result=dict(self.result) if self.result is not None else None)
+
+
+def _product(xs: Iterable[int]) -> int:
+    out = 1
+    for x in xs:
+        out *= x
+    return out
+
+
 __all__ = ["DONE_STATUSES", "STATUSES", "DecimatingBuffer", "Job", "JobManager", "JobSnapshot", "PhaseProgress",
+           "SweepJob", "SweepSnapshot",
            "runs_dir", "TERMINAL", "ui_job_threads", "ui_switch_interval_s"]
