@@ -85,7 +85,7 @@ def _layout(title: str, axes: Mapping[str, Sequence[Any]], labels: Mapping[str, 
     first = list(axes)[0]
     rows = _legend_rows(names)
     return fast.layout(title, labels.get(first, first), y_title, uirevision, height=380 + 24 * max(0, rows - 1),
-                       legend_lines=max(rows, 1), xaxis=x_axis(axes[first], labels.get(first, first)),
+                       legend_lines=rows, xaxis=x_axis(axes[first], labels.get(first, first)),
                        yaxis={"title": {"text": y_title}, "zeroline": False}, **more)
 
 
