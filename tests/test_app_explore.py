@@ -196,3 +196,14 @@ def test_knobs_values_and_suggestions_are_valid():
         for field in sw["vary"]:
             assert field in knobs_for(base), (preset, field)
         point_spec(base, {k: v[0] for k, v in sw["vary"].items()}, 0)
+
+
+def test_the_form_survives_a_visit_to_another_page(open_page):
+    at = open_page().run()
+    at.text_input(key="ex-values1").set_value("1, 3").run()
+    at.number_input(key="ex-seeds").set_value(4).run()
+    at.switch_page("pages/1_Setup.py").run()
+    no_exception(at)
+    at.switch_page(PAGE).run()
+    no_exception(at)
+    assert at.text_input(key="ex-values1").value == "1, 3" and at.number_input(key="ex-seeds").value == 4

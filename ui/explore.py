@@ -297,6 +297,26 @@ def _load_url() -> None:
     _apply_selection(sel)
 
 
+def _restore_form() -> None:
+    """Streamlit forgets a page's widget values when the user visits another page: put back the
+    last ones seen (copies under ``ex-keep-*``), unless something (the URL, a suggestion) set them."""
+    import streamlit as st
+
+    ss = st.session_state
+    for key in W.values():
+        kept = ss.get(f"ex-keep-{key}")
+        if key not in ss and kept is not None:
+            ss[key] = kept
+
+
+def _keep_form() -> None:
+    import streamlit as st
+
+    ss = st.session_state
+    for key in W.values():
+        ss[f"ex-keep-{key}"] = ss.get(key)
+
+
 def _keep_option(key: str, options: list[str]) -> None:
     import streamlit as st
 
@@ -314,6 +334,7 @@ def render() -> None:
     ss = st.session_state
     state.init()
     _load_url()
+    _restore_form()
     st.title("Explore a setting over seeds")
     st.markdown("How does the **KD gain** (KD student − the same student without KD, test accuracy points, paired "
                 "per seed) change as you move a knob? Pick a setup, one or two knobs, their values and the number "
@@ -414,6 +435,7 @@ def render() -> None:
     if {k: st.query_params[k] for k in st.query_params} != want:
         st.query_params.from_dict(want)
 
+    _keep_form()
     manager = state.get_manager()
     if not errors:
         total = rows_total(axes, seeds)
