@@ -47,6 +47,25 @@ phase = c2.selectbox("phase", phases, index=phases.index("kd") if "kd" in phases
 curves = {f"{runs[i].id}": run_events(runs[i]) for i in selected}
 st.plotly_chart(overlay_figure(curves, metric=metric, phase=phase), key="cmp-overlay")
 
+# ---- the distilled student where it will be used: ONNX, parity-checked with onnxruntime ---------------
+from kdcore.export.onnx_export import OnnxExportError, export_zip_bytes  # noqa: E402
+
+
+@st.cache_data(show_spinner="Exporting to ONNX and checking parity with onnxruntime …", max_entries=4)
+def _onnx_zip(folder: str, run_id: str) -> bytes:
+    return export_zip_bytes(folder, ["kd"], exporter="torchscript")
+
+
+one = runs[selected[0]]
+if st.toggle(f"ONNX of {one.id} (teacher + KD student, parity-checked)", key="cmp-onnx"):
+    try:
+        data = _onnx_zip(str(one.folder), one.id)
+    except (OnnxExportError, ValueError, FileNotFoundError) as exc:
+        st.error(str(exc).splitlines()[0])
+    else:
+        st.download_button("Download ONNX zip", data, file_name=f"{one.id}-onnx.zip", mime="application/zip",
+                           key="cmp-onnx-dl")
+
 # ---- stored runs that did not finish: resume from the last epoch checkpoint (kdcore.store) -------
 from kdcore.store.registry import open_registry  # noqa: E402
 from kdcore.store.resume import ResumeError  # noqa: E402

@@ -239,3 +239,26 @@ def test_compare_shows_the_gain_and_the_differing_settings_first(open_page, tmp_
     shown = displayed(at.dataframe[0])
     cells = [str(v) for v in shown.to_numpy().ravel()]
     assert "None" not in cells and "nan" not in cells and "–" in cells
+
+
+def test_compare_onnx_download_of_a_real_run_and_a_clear_error_without_checkpoints(open_page, tmp_path):
+    from kdcore.engine.experiment import Experiment
+
+    root = tmp_path / "runs"
+    spec = load_preset(DEFAULT_PRESET).with_overrides(["train.teacher_epochs=1", "train.student_epochs=1",
+                                                       "name=onnx-run"])
+    assert Experiment(spec, run_root=root).run().status == "finished"
+    at = open_page("pages/5_Compare.py").run()
+    no_exception(at)
+    at.toggle(key="cmp-onnx").set_value(True).run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert at.get("download_button"), "a parity-checked ONNX zip to download"
+    # a run folder without checkpoints: one clear line, no traceback
+    empty = load_preset(DEFAULT_PRESET).to_dict()
+    empty["name"] = "no checkpoints"
+    _run_folder(root, "zzzz-empty", empty, {"teacher": {"test_acc": 0.9}, "baseline": {"test_acc": 0.5},
+                                            "kd": {"test_acc": 0.6}})
+    at = open_page("pages/5_Compare.py").run()
+    at.toggle(key="cmp-onnx").set_value(True).run()
+    no_exception(at)
