@@ -149,6 +149,10 @@ def test_a_link_reopens_the_sweep(open_page):
     assert at.text_input(key="ex-values2").value == "1, 4"
     assert at.number_input(key="ex-seeds").value == 4 and at.number_input(key="ex-te").value == 3
     assert not at.error
+    odd = open_page({"base": "multiview-kd", "knob1": "data.noise.gamma", "values1": "0, 1"}).run()
+    no_exception(odd)
+    assert any("data.noise.gamma cannot be swept" in w.value for w in odd.warning)
+    assert odd.selectbox(key="ex-knob1").value == "distill.temperature" and not odd.error
     bad = open_page({"base": "nope", "knob1": "x"}).run()
     no_exception(bad)
     assert any("base" in w.value and "nope" in w.value for w in bad.warning)

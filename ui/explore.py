@@ -378,6 +378,13 @@ def render() -> None:
 
     knobs = knobs_for(base)
     fields = list(knobs)
+    for key, vkey in ((W["knob1"], W["values1"]), (W["knob2"], W["values2"])):
+        asked = ss.get(key)
+        if asked not in (None, NONE) and asked not in fields:
+            st.warning(f"{asked} cannot be swept for {base.name} (dataset {base.data.dataset}); the knobs here: "
+                       f"{', '.join(fields)}.")
+            ss.pop(key, None)
+            ss.pop(vkey, None)
     k1, v1 = st.columns([1, 2])
     _keep_option(W["knob1"], fields)
     knob1 = k1.selectbox("knob", fields, key=W["knob1"], format_func=lambda f: f"{knobs[f].label} · {f}",
