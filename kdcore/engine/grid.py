@@ -247,7 +247,11 @@ def run_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int, progr
                 exp = _SharingExperiment(spec, donors[t_key], ("teacher",))
             else:
                 exp = _SharingExperiment(spec, None, ())
+            if should_stop is not None:
+                exp.should_stop = should_stop  # a stop ends the row in training, not only between rows
             res = exp.run()
+            if res.status == "stopped":
+                return result
             if res.status != "finished":
                 raise RuntimeError(f"{point} seed {seed}: run {res.status}: {res.message}")
             donors.setdefault(b_key, exp)
