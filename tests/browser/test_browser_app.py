@@ -1,6 +1,6 @@
 """Real-browser tests (Chromium via pytest-playwright): run the default preset from the home page and
 watch a live chart update before the run ends, then the result table; use the temperature explorer;
-open every page with no exception. Screenshots go to docs/screenshots/ (shown in the README)."""
+open every page with no exception. Screenshots go to pytest's temporary folder (the README's come from scripts/take_screenshots.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Real-browser test of the inspection pages: after the default preset has run, the Attention page
 shows the class × modality heatmap and the Attributions page an attribution figure, with no
-exception. Screenshots go to docs/screenshots/ (shown in the README)."""
+exception. Screenshots go to pytest's temporary folder (the README's come from scripts/take_screenshots.py)."""
 
 from __future__ import annotations
 
