@@ -209,3 +209,20 @@ def test_lesson_presets_exist_and_measured_lookup_matches_variants():
         toggled = measured_for(few.with_overrides(["data.regime.transfer=labelled"]), "few-labels")
         assert toggled is None or toggled["overrides"] == ["data.regime.transfer=labelled"]
     assert measured_for(few.with_overrides(["train.lr=0.5"]), "few-labels") is None
+
+
+def test_sweep_table_reports_omitted_class_before_and_after_bias_correction():
+    from kdcore.engine.sweep import sweep_table
+
+    ms = lambda m: {"mean": m, "std": 0.0, "n": 3}  # noqa: E731
+    summary = {"preset": "omitted-digit", "seeds": 3,
+               "phases": {"teacher": ms(0.97), "baseline": ms(0.86), "kd": ms(0.95)},
+               "kd_gain": {**ms(0.09), "per_seed": [0.08, 0.09, 0.10]},
+               "extra": {"baseline.omitted_acc": ms(0.0), "kd.omitted_acc": ms(0.9),
+                         "baseline.omitted_acc_corrected": ms(0.4), "kd.omitted_acc_corrected": ms(0.95),
+                         "baseline.bias": ms(5.0), "kd.bias": ms(-1.0),
+                         "baseline.agreement": ms(0.8), "kd.agreement": ms(0.9)}}
+    text = sweep_table(summary)
+    assert "before the bias correction: baseline 0.0 ± 0.0 → KD 90.0 ± 0.0 % (+90.0 points)" in text
+    assert "after the bias correction: baseline 40.0 ± 0.0 → KD 95.0 ± 0.0 % (+55.0 points)" in text
+    assert "KD helps" in text and "baseline +5.00, KD -1.00" in text

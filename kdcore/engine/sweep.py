@@ -59,7 +59,21 @@ def sweep_table(summary: dict[str, Any]) -> str:
     g = f"{100 * gain['mean']:+.1f} ± {100 * gain['std']:.1f}" if gain else "–"
     row = f"| {summary['preset']} | " + " | ".join(fmt(summary["phases"][c]) for c in cols) + f" | {g} |"
     verdict = seed_verdict([100 * x for x in gain["per_seed"]]).sentence() if gain else ""
-    return "\n".join([head, sep, row, f"(test accuracy %, mean ± std over {summary['seeds']} seeds) {verdict}"])
+    lines = [head, sep, row, f"(test accuracy %, mean ± std over {summary['seeds']} seeds) {verdict}"]
+    extra = summary.get("extra", {})
+    if "kd.agreement" in extra and "baseline.agreement" in extra:
+        lines.append(f"agreement with the teacher: baseline {fmt(extra['baseline.agreement'])} → KD "
+                     f"{fmt(extra['kd.agreement'])} %")
+    if "kd.omitted_acc" in extra:
+        for when, key in (("before", "omitted_acc"), ("after", "omitted_acc_corrected")):
+            b, k = extra.get(f"baseline.{key}"), extra.get(f"kd.{key}")
+            if b and k:
+                lines.append(f"omitted classes, {when} the bias correction: baseline {fmt(b)} → KD {fmt(k)} % "
+                             f"({100 * (k['mean'] - b['mean']):+.1f} points)")
+        if "kd.bias" in extra:
+            lines.append(f"fitted bias on the omitted logits (validation split): baseline "
+                         f"{extra['baseline.bias']['mean']:+.2f}, KD {extra['kd.bias']['mean']:+.2f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover
