@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect
 
 from ui.server import SCRIPT_IDLE
 
-RUN_TIMEOUT_MS = 600_000
+RUN_TIMEOUT_MS = 300_000
 
 
 def chart_js(expr: str) -> str:

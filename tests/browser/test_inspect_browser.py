@@ -1,4 +1,5 @@
-"""Real-browser test of the inspection pages: after the default preset has run, the Attention page
+"""Real-browser test of the inspection pages: while the trimodal digits-av preset runs (image, speech and
+text, so every kind of attribution map is drawn), the Attention page
 shows the class × modality heatmap and the Attributions page an attribution figure, with no
 exception. Screenshots go to pytest's temporary folder (the README's come from scripts/take_screenshots.py)."""
 
@@ -19,10 +20,12 @@ def wait_chart(page: Page, title: str, timeout: float = RUN_TIMEOUT_MS) -> None:
     page.wait_for_function(f"() => ({TRACES_JS})({title!r}) > 0", timeout=timeout)
 
 
-def test_attention_and_attributions_after_the_default_preset(page: Page, app_server, screenshots):
+def test_attention_and_attributions_of_the_trimodal_preset(page: Page, app_server, screenshots):
     page.goto(app_server.url + "/")
     wait_idle(page)
-    page.get_by_role("button", name="▶ Run the default preset").click()
+    card = page.locator(".st-key-run-digits-av").get_by_role("button", name="▶ Run")
+    card.scroll_into_view_if_needed()
+    card.click()
     page.wait_for_url("**/Train", timeout=60_000)
     no_exception(page)
 
