@@ -246,3 +246,19 @@ def test_no_code_path_can_unpickle():
                 if pattern.search(line):
                     bad.append(f"{f.relative_to(ROOT)}:{i}: {line.strip()}")
     assert not bad, "\n".join(bad)
+
+
+def test_safetensors_whose_header_length_looks_like_a_pickle_byte_loads(tmp_path):
+    """A real safetensors file whose header length N has N mod 256 = 0x80 (or 'PK') is not a pickle."""
+    from safetensors.torch import save_file
+
+    for target in (0x80, 0x4B50):
+        for pad in range(0, 600):
+            path = tmp_path / f"w{target}.safetensors"
+            save_file({"w": torch.zeros(1)}, str(path), metadata={"pad": "x" * pad})
+            n = int.from_bytes(path.read_bytes()[:8], "little")
+            if n % (256 if target < 256 else 65536) == target:
+                break
+        else:
+            continue
+        assert torch.equal(load_state(path)["w"], torch.zeros(1))

@@ -35,8 +35,14 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     with open(path, "rb") as fh:
-        head = fh.read(2)
-    if head[:1] == b"\x80" or head == b"PK":
+        head = fh.read(9)
+    # safetensors: an 8-byte little-endian header length N, then the JSON header ("{"), N + 8 ≤ file size.
+    # Only a file that is not that and starts like a pickle (0x80 + protocol) or a zip (torch.save) is
+    # refused as such (a bare first-byte test also hit real safetensors whose N mod 256 = 128).
+    n = int.from_bytes(head[:8], "little") if len(head) == 9 else -1
+    is_safetensors = head[8:9] == b"{" and 0 < n and n + 8 <= path.stat().st_size
+    if not is_safetensors and ((head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+                               or head[:4] == b"PK\x03\x04"):
         raise CheckpointError(f"{path.name} is a pickle/zip file, not safetensors; KD Lab never unpickles "
                               "checkpoints (convert it with safetensors.torch.save_file)")
     try:
