@@ -276,3 +276,15 @@ def test_data_page_checks_a_local_manifest_and_uses_it(tmp_path):
     spec = at.session_state["spec"]
     assert spec["data"]["dataset"] == "custom" and spec["data"]["path"] == str(csv_path)
     assert spec["student"]["modalities"] == ["feat"]
+
+
+def test_csv_row_with_too_many_fields_gets_its_own_reason(tmp_path):
+    from kdcore.data.custom import inspect_source
+
+    rows = ["label,text,x"] + [f"{i % 2},word{i},{i}.5" for i in range(12)] + ["1,hello, too many,3"]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    rep = inspect_source(tmp_path / "m.csv")
+    assert rep.kept == 12 and len(rep.dropped) == 1
+    row, why = rep.dropped[0]
+    assert row == 14 and "4 fields but the header has 3 columns" in why and "double quotes" in why
+    assert "not a number" not in why

@@ -238,6 +238,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
 
 
 LABEL_COLUMNS = ("label", "class", "target", "y")
+_TOO_MANY = "\x00too-many-fields"  # key of a row's field-count error (never a real column name)
 
 
 def _label_column(header: list[str], label_column: str | None, path: Path) -> str:
@@ -377,6 +378,10 @@ def import_source(path: str | Path, label_column: str | None = None, audio: "Fro
         label_column = _label_column(header, label_column, src)
         cols = _columns(header, rows, label_column, src)
         dict_rows = [{h: (r[j] if j < len(r) else "") for j, h in enumerate(header)} for r in rows]
+        for d, r in zip(dict_rows, rows):
+            if len(r) > len(header):  # reported before any field is read: the fields are shifted
+                d[_TOO_MANY] = (f"{len(r)} fields but the header has {len(header)} columns (a comma inside a "
+                                f"field? put that field in double quotes)")
         first_row = 2  # header is line 1
     allowed = _classes_file(base)
     report.rows_total = len(dict_rows)
@@ -388,6 +393,8 @@ def import_source(path: str | Path, label_column: str | None = None, audio: "Fro
     for i, row in enumerate(dict_rows):
         rownum = i + first_row
         try:
+            if _TOO_MANY in row:
+                raise RowError(row[_TOO_MANY])
             label = row.get(label_column, "").strip()
             if not label:
                 raise RowError(f"missing label (column {label_column!r} is empty)")
