@@ -106,8 +106,12 @@ if report:
     if not usable:
         st.error("No usable dataset: at least two classes with usable rows are needed.")
     mods = list(report["modalities"])
+    # one widget per checked source: a second upload gets a fresh default, not the last one's stale choice
+    mods_key = "data-student-mods-" + hashlib.sha1(f"{report['source']}|{','.join(mods)}".encode()).hexdigest()[:10]
     student_mods = st.multiselect("student modalities (the teacher sees all)", mods, default=mods[-1:],
-                                  key="data-student-mods")
+                                  key=mods_key)
+    if usable and not student_mods:
+        st.info("Pick at least one student modality to use this data.")
     if st.button("Use this data in the spec", type="primary", disabled=not usable or not student_mods,
                  key="data-use"):
         d = state.get_spec().to_dict()

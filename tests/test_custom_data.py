@@ -288,3 +288,25 @@ def test_csv_row_with_too_many_fields_gets_its_own_reason(tmp_path):
     row, why = rep.dropped[0]
     assert row == 14 and "4 fields but the header has 3 columns" in why and "double quotes" in why
     assert "not a number" not in why
+
+
+def test_data_page_second_source_gets_a_student_modality_and_usable_button(tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    csv_path, _ = make_manifest(tmp_path / "first")
+    second = tmp_path / "second.csv"
+    second.write_text("label,words,v\n" + "".join(f"{i % 3},w{i},{i}.0\n" for i in range(30)))
+    at = AppTest.from_file(str(ROOT / "pages" / "8_Data.py"), default_timeout=120)
+    at.run()
+    for src in (csv_path, second):
+        at.text_input(key="data-local-path").set_value(str(src))
+        at.run()
+        at.button(key="data-check-local").click()
+        at.run()
+        assert not at.exception
+        box = next(m for m in at.multiselect if m.label.startswith("student modalities"))
+        assert box.value, f"the student-modality box is empty after checking {src.name}"
+        assert not at.button(key="data-use").disabled
+    box.set_value([]).run()
+    assert at.button(key="data-use").disabled
+    assert any("Pick at least one student modality" in i.value for i in at.info)
