@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     # the writer's own cost, isolated from the machine's noise: replay one run's events (as the
     # engine emitted them) into a fresh TensorBoard writer, several times, CPU time per phase
     from kdcore.engine import events as ev_mod
-    from kdcore.export.tensorboard_log import TensorBoardWriter
+    from kdcore.store.tensorboard_log import TensorBoardWriter
 
     recorded = [json.loads(line) for line in open(tmp / "jsonl-0" / "metrics.jsonl")]
     objs = []

@@ -101,7 +101,7 @@ def test_export_tensorboard_for_an_older_run(stored, tmp_path):
     root, run_id, run_dir = stored
     old = tmp_path / "old-run"  # an older run: no event files, only metrics.jsonl
     shutil.copytree(run_dir, old, ignore=shutil.ignore_patterns("events.out.tfevents.*"))
-    from kdcore.export.tensorboard_log import write_from_metrics
+    from kdcore.export.tensorboard_replay import write_from_metrics
 
     write_from_metrics(old, tmp_path / "tb-fn")
     live, replayed = accumulator(run_dir), accumulator(tmp_path / "tb-fn")
@@ -118,7 +118,7 @@ def test_tensorboard_can_be_switched_off_and_never_breaks_a_run(tmp_path, monkey
     assert exp.run().status == "finished"
     assert not list(Path(exp.run_dir).glob("events.out.tfevents.*"))
     monkeypatch.delenv("KDLAB_TENSORBOARD")
-    from kdcore.export import tensorboard_log
+    from kdcore.store import tensorboard_log
 
     def boom(self, kind, ev):
         raise OSError("disk full")
@@ -132,7 +132,7 @@ def test_tensorboard_can_be_switched_off_and_never_breaks_a_run(tmp_path, monkey
 def test_event_file_crc_is_tensorboards():
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as reference
 
-    from kdcore.export.tensorboard_log import masked_crc32c
+    from kdcore.store.tensorboard_log import masked_crc32c
 
     for data in (b"", b"a", bytes(range(256)) * 3, os.urandom(999)):
         assert masked_crc32c(data) == reference(data)

@@ -190,7 +190,7 @@ class Run:
         return export_onnx(self.run_dir, out_dir, phases, **kw)
 
     def export_tensorboard(self, logdir: str | Path) -> Path:
-        from kdcore.export.tensorboard_log import write_from_metrics
+        from kdcore.export.tensorboard_replay import write_from_metrics
 
         out = Path(logdir) / self.id
         write_from_metrics(self.run_dir, out)

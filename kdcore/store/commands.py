@@ -255,7 +255,7 @@ def _export(args) -> int:
         if table:
             print(table)
     if args.tensorboard:
-        from kdcore.export.tensorboard_log import write_from_metrics
+        from kdcore.export.tensorboard_replay import write_from_metrics
 
         logdir = _writable_dir(Path(args.tensorboard)) / rec.id
         w = write_from_metrics(run_dir, logdir)

@@ -39,7 +39,7 @@ def new_run_dir(root: str | Path, name: str) -> Path:
 class RunFolderWriter:
     """Subscriber that appends every event to ``metrics.jsonl`` (thread-safe, line-buffered) and,
     unless ``tensorboard=False`` or ``$KDLAB_TENSORBOARD=0``, writes TensorBoard event files into the
-    run folder (:mod:`kdcore.export.tensorboard_log`; tags as the Train page's charts). A failure of the
+    run folder (:mod:`kdcore.store.tensorboard_log`; tags as the Train page's charts). A failure of the
     TensorBoard writer never stops training: it is switched off and one line goes to ``run.log``."""
 
     def __init__(self, run_dir: Path, tensorboard: bool | None = None):
@@ -51,7 +51,7 @@ class RunFolderWriter:
         self.tensorboard = None
         if tensorboard:
             try:
-                from kdcore.export.tensorboard_log import TensorBoardWriter
+                from kdcore.store.tensorboard_log import TensorBoardWriter
 
                 self.tensorboard = TensorBoardWriter(self.run_dir, self.run_dir / "spec.yaml")
             except Exception as exc:  # noqa: BLE001 (no tensorboard installed, unwritable folder, ...)
