@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdcore.engine.jobs import JobManager  # noqa: E402
+from kdcore.service.jobs import JobManager  # noqa: E402
 from kdcore.presets import load_preset  # noqa: E402
 
 

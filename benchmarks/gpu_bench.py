@@ -11,7 +11,7 @@ Variants
                     forward, CE·0.1 + KD·0.9 (T=4), backward, Adam (default foreach), per-step
                     ``loss.item()`` meter.
   naive bf16      : the same under ``torch.autocast(bfloat16)``.
-  engine fp32     : ``kdcore.engine.trainer.train_phase``: train split on the device (gathered
+  engine fp32     : ``kdcore.train.trainer.train_phase``: train split on the device (gathered
                     once), teacher outputs cached, fused Adam, one host sync per step, events.
   engine bf16     : + bf16 autocast and channels_last.
   engine +compile : + ``torch.compile(mode="reduce-overhead")`` (CUDA graphs) of the student's
@@ -53,7 +53,7 @@ def make_data(n_train: int, n_eval: int, shape=(3, 32, 32), classes: int = 10, s
 
 def make_models(data, teacher_arch: str, student_arch: str, device):
     from kdcore.models.network import MultimodalNet
-    from kdcore.spec import EncoderSpec, ModelSpec
+    from kdcore.core.spec import EncoderSpec, ModelSpec
 
     torch.manual_seed(0)
     t_spec = ModelSpec(encoder=EncoderSpec(arch=teacher_arch), feature_dim=128, fusion="mean", dropout=0.0)
@@ -100,10 +100,10 @@ def naive_epochs(student, teacher, data, device, batch: int, epochs: int, bf16: 
 
 # ---- engine ----------------------------------------------------------------------------------
 def engine_phase(student, teacher, cache, data, device, batch: int, epochs: int, precision: str, compile_: bool):
-    from kdcore.engine.trainer import PhaseConfig, train_phase
-    from kdcore.losses import LOSSES, LossSetup
-    from kdcore.spec import TrainSpec
-    from kdcore.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
+    from kdcore.train.trainer import PhaseConfig, train_phase
+    from kdcore.methods.losses import LOSSES, LossSetup
+    from kdcore.core.spec import TrainSpec
+    from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
 
     probe_rows = torch.arange(2)
     b = data.split("train").batch(probe_rows, ["image"]).to(device)
@@ -127,8 +127,8 @@ def engine_phase(student, teacher, cache, data, device, batch: int, epochs: int,
 
 
 def run(args) -> dict:
-    from kdcore.engine.cache import TeacherCache
-    from kdcore.engine.fastpath import suggest_batch_size
+    from kdcore.train.cache import TeacherCache
+    from kdcore.train.fastpath import suggest_batch_size
     from kdcore.models.network import MultimodalNet
 
     device = torch.device("cuda" if not args.smoke else "cpu")

@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from kdcore.bench import BENCH_OVERRIDES
-    from kdcore.engine.experiment import Experiment
-    from kdcore.engine.trainer import train_phase
+    from kdcore.pipeline.experiment import Experiment
+    from kdcore.train.trainer import train_phase
     from kdcore.presets import load_preset
     from kdcore.store.folder import RunFolderWriter
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # the writer's own cost, isolated from the machine's noise: replay one run's events (as the
     # engine emitted them) into a fresh TensorBoard writer, several times, CPU time per phase
-    from kdcore.engine import events as ev_mod
+    from kdcore.core import events as ev_mod
     from kdcore.store.tensorboard_log import TensorBoardWriter
 
     recorded = [json.loads(line) for line in open(tmp / "jsonl-0" / "metrics.jsonl")]

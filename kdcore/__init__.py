@@ -1,7 +1,7 @@
 """KD Lab engine: multimodal knowledge distillation, UI-free.
 
 Never import streamlit from this package: the app (``app.py``, ``pages/``) and the CLI
-(``python -m kdcore``) drive the same :class:`kdcore.engine.experiment.Experiment`.
+(``python -m kdcore``) drive the same :class:`kdcore.pipeline.experiment.Experiment`.
 
 Python API (loaded on first use, so ``import kdcore`` stays light)::
 

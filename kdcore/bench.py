@@ -3,7 +3,7 @@
 In ONE process, the same KD training (same teacher, same student initial weights, same data
 order, batch size, epochs, optimiser, LR schedule and seed) runs through
 
-* the engine (:func:`kdcore.engine.trainer.train_phase`, every event emitted, validation every
+* the engine (:func:`kdcore.train.trainer.train_phase`, every event emitted, validation every
   epoch, best-on-val checkpoint, test evaluation), and
 * a minimal loop written the way RepDistiller's ``train_distill`` + ``validate`` are written:
   forward the teacher (or read precomputed logits), forward the student, ``CE·w + KL·T²·w``,
@@ -125,7 +125,7 @@ def bare_train(student: nn.Module, teacher: nn.Module | None, data, modalities: 
 
 # ---- the engine ---------------------------------------------------------------------------
 def engine_train(exp, losses: dict, cache: bool) -> Timing:
-    from kdcore.engine.trainer import train_phase
+    from kdcore.train.trainer import train_phase
 
     cfg = exp.student_phase("kd" if any(k != "ce" for k in losses) else "baseline", losses)
     if not cache:
@@ -146,8 +146,8 @@ def _median(xs: list[float]) -> float:
 def run_bench(spec, repeats: int = 5, threads: int | None = 1,
               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every variant ``repeats`` times, interleaved; return the report dict."""
-    from kdcore.engine.experiment import Experiment
-    from kdcore.spec import LossTerm
+    from kdcore.pipeline.experiment import Experiment
+    from kdcore.core.spec import LossTerm
 
     if threads:
         torch.set_num_threads(threads)
@@ -168,7 +168,7 @@ def run_bench(spec, repeats: int = 5, threads: int | None = 1,
     s_mods, t_mods = spec.student_modalities(), spec.teacher_modalities()
     seed = spec.data.seed + 1  # student phases use seed offset 1 (Experiment.student_phase)
     with torch.no_grad():
-        from kdcore.engine.evaluate import predict
+        from kdcore.train.evaluate import predict
 
         cached = predict(exp.teacher, exp.data.split("train"), t_mods, 512, exp.device).logits.to(exp.device)
 

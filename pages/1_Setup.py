@@ -10,7 +10,7 @@ from kdcore.data import load_data
 from kdcore.data.custom import dataset_class
 from kdcore.models import build_model, count_parameters
 from kdcore.presets import PRESETS
-from kdcore.spec import ExperimentSpec, SpecError, validate_spec
+from kdcore.core.spec import ExperimentSpec, SpecError, validate_spec
 from ui import state
 from ui.lecture import lecture_toggle
 from ui.preview import show_sample

@@ -12,7 +12,7 @@ import time
 
 import streamlit as st
 
-from kdcore.engine.verdict import run_verdict
+from kdcore.core.verdict import run_verdict
 from kdcore.presets import lessons, measured_for
 from kdcore.viz import (
     accuracy_figure,

@@ -8,9 +8,9 @@ import re
 
 import streamlit as st
 
-from kdcore.losses import LOSSES
+from kdcore.methods.losses import LOSSES
 from kdcore.presets import PRESETS
-from kdcore.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
+from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
 from ui import state
 from ui.setup_form import extra_phase_names
 
@@ -90,7 +90,7 @@ def try_buttons(name: str, kind: str) -> None:
             d["distill"]["temperature_schedule"], d["distill"]["temperature_params"] = name, {}
         elif kind == "phase" and name not in d["distill"]["extra_phases"]:
             d["distill"]["extra_phases"].append(name)
-        from kdcore.spec import SpecError, validate_spec
+        from kdcore.core.spec import SpecError, validate_spec
 
         try:
             state.set_spec(validate_spec(d))
@@ -131,7 +131,7 @@ phases = extra_phase_names()
 if phases:
     st.header("Extra student phases")
     try:
-        from kdcore.engine import phases as phase_mod
+        from kdcore.pipeline.recipes import extra as phase_mod
 
         summaries = getattr(phase_mod, "PHASE_SUMMARY", {})
         params = getattr(phase_mod, "PHASE_PARAMS", {})

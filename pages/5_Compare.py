@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from kdcore.engine.jobs import runs_dir
+from kdcore.service.jobs import runs_dir
 from kdcore.viz import overlay_figure
 from ui import state
 from ui.runs import list_runs, run_events, runs_table

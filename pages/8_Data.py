@@ -21,8 +21,8 @@ from kdcore.data.custom import (
     extract_upload,
     inspect_source,
 )
-from kdcore.spec import SpecError, validate_spec
-from kdcore.store.checkpoints import CheckpointError, load_state
+from kdcore.core.spec import SpecError, validate_spec
+from kdcore.models.checkpoints import CheckpointError, load_state
 from kdcore.store.folder import safe_name
 from ui import state
 
@@ -155,7 +155,7 @@ if ck is not None:
             if st.button("Check it against the current teacher and use it", key="data-teacher-use"):
                 from kdcore.data import load_data
                 from kdcore.models import build_model
-                from kdcore.store.checkpoints import load_into
+                from kdcore.models.checkpoints import load_into
 
                 spec = state.get_spec()
                 try:

@@ -35,7 +35,7 @@ def one_run(preset: str, seed: int, samples: int, steps: int, k_frac: float, ove
     import torch
 
     torch.set_num_threads(1)
-    from kdcore.engine.experiment import Experiment
+    from kdcore.pipeline.experiment import Experiment
     from kdcore.explain.agreement import agreement
     from kdcore.explain.attribution import AttributionParams, attribute
     from kdcore.explain.probe import probe_rows

@@ -20,11 +20,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdcore.engine.experiment import Experiment  # noqa: E402
-from kdcore.losses import LOSSES, StepContext  # noqa: E402
+from kdcore.pipeline.experiment import Experiment  # noqa: E402
+from kdcore.methods.losses import LOSSES, StepContext  # noqa: E402
 from kdcore.models import build_model  # noqa: E402
 from kdcore.presets import load_preset  # noqa: E402
-from kdcore.spec import LossTerm  # noqa: E402
+from kdcore.core.spec import LossTerm  # noqa: E402
 
 
 def grads(exp: Experiment) -> None:

@@ -16,7 +16,7 @@ preset is recomputed. Usage::
     python scripts/sweep_methods.py --preset-runs robust sparse   # whole preset runs, 3 seeds each
 
 ``--preset-runs`` runs whole presets (teacher → baseline → KD → extra phases) over the seeds with
-``kdcore.engine.sweep.run_sweep`` and adds a section per preset (every phase, robust accuracy,
+``kdcore.pipeline.sweep.run_sweep`` and adds a section per preset (every phase, robust accuracy,
 sparsity, missing-modality accuracy) to docs/results.md; cached in ``runs/sweep_methods/presets/``.
 """
 
@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from kdcore.engine.experiment import Experiment  # noqa: E402
+from kdcore.pipeline.experiment import Experiment  # noqa: E402
 from kdcore.presets import PRESET_DIR, load_preset  # noqa: E402
-from kdcore.spec import ExperimentSpec, LossTerm  # noqa: E402
+from kdcore.core.spec import ExperimentSpec, LossTerm  # noqa: E402
 
 PRESETS = ["digits-av", "mfeat-crossmodal"]
 # also swept (fewer methods): the mfeat view where plain KD hurts, to see which strategy recovers it
@@ -222,7 +222,7 @@ def summarize(cache: dict, presets: list[str], seeds: int, methods: list[str]) -
 
 
 def run_presets(names: list[str], seeds: int, cache_dir: Path) -> None:
-    from kdcore.engine.sweep import run_sweep
+    from kdcore.pipeline.sweep import run_sweep
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     for name in names:

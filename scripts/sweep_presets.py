@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from kdcore.engine.sweep import fmt, run_sweep  # noqa: E402
-from kdcore.engine.verdict import seed_verdict  # noqa: E402
+from kdcore.pipeline.sweep import fmt, run_sweep  # noqa: E402
+from kdcore.core.verdict import seed_verdict  # noqa: E402
 from kdcore.presets import MEASURED_FILE, load_preset  # noqa: E402
 
 # (entry name, preset, overrides, default seeds)

@@ -46,9 +46,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from kdcore.engine.experiment import Experiment  # noqa: E402
+from kdcore.pipeline.experiment import Experiment  # noqa: E402
 from kdcore.presets import load_preset  # noqa: E402
-from kdcore.store.checkpoints import save_state  # noqa: E402
+from kdcore.models.checkpoints import save_state  # noqa: E402
 
 BASE_PRESET = "digits-av"  # the explorer shows image, spectrogram (+ playback) and text of one digit
 

@@ -12,7 +12,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 # The test process, like the app's server, trains in job threads while other threads build Python
 # ASTs (pytest's assertion rewriting on import, AppTest script threads): guard it as the app does.
-from kdcore.engine import ast_guard  # noqa: E402
+from kdcore.service import ast_guard  # noqa: E402
 
 ast_guard.install()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kdcore.spec import validate_spec
+from kdcore.core.spec import validate_spec
 
 
 def tiny_spec_dict(name: str = "tiny", seed: int = 0, student_epochs: int = 4, **train) -> dict:

@@ -11,7 +11,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from kdcore.engine.grid import point_spec
+from kdcore.pipeline.grid import point_spec
 from kdcore.presets import load_preset
 from ui.explore import (
     NONE,

@@ -12,7 +12,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from kdcore.engine.experiment import Experiment
+from kdcore.pipeline.experiment import Experiment
 from kdcore.explain import AgreementCallback
 from kdcore.presets import load_preset
 from kdcore.viz import fast

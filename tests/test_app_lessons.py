@@ -242,7 +242,7 @@ def test_compare_shows_the_gain_and_the_differing_settings_first(open_page, tmp_
 
 
 def test_compare_onnx_download_of_a_real_run_and_a_clear_error_without_checkpoints(open_page, tmp_path):
-    from kdcore.engine.experiment import Experiment
+    from kdcore.pipeline.experiment import Experiment
 
     root = tmp_path / "runs"
     spec = load_preset(DEFAULT_PRESET).with_overrides(["train.teacher_epochs=1", "train.student_epochs=1",

@@ -9,7 +9,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from kdcore.losses import LOSSES
+from kdcore.methods.losses import LOSSES
 from kdcore.presets import DEFAULT_PRESET, PRESETS, load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,7 +176,7 @@ def test_url_round_trip_unit():
     assert q["preset"] == "digits-crossmodal" and "train.lr" in q and "data.dataset" not in q
     back, base = spec_from_query(q)
     assert back.to_dict() == spec.to_dict() and base == "digits-crossmodal"
-    from kdcore.spec import SpecError
+    from kdcore.core.spec import SpecError
 
     with pytest.raises(SpecError, match="train.bogus"):
         spec_from_query({"preset": "digits-av", "train.bogus": "1"})
@@ -228,7 +228,7 @@ def test_setup_yaml_preview_matches_spec(open_page):
     at = open_page("pages/1_Setup.py").run()
     yaml_block = [c.value for c in at.code if "distill:" in c.value]
     assert yaml_block
-    from kdcore.spec import ExperimentSpec
+    from kdcore.core.spec import ExperimentSpec
 
     assert ExperimentSpec.from_yaml(yaml_block[0]).to_dict() == at.session_state["spec"]
 

@@ -120,7 +120,7 @@ def test_regime_url_round_trip_unit():
     # removing the pairs of a preset that has some survives the trip too
     d = load_preset("noisy-teacher").to_dict()
     d["data"]["regime"]["teacher_noise_pairs"] = {}
-    from kdcore.spec import validate_spec
+    from kdcore.core.spec import validate_spec
 
     spec = validate_spec(d)
     assert spec_from_query(spec_to_query(spec, "noisy-teacher"))[0].data.regime.teacher_noise_pairs == {}
@@ -141,7 +141,7 @@ def test_regime_link_opens_in_setup(open_page):
 
 
 def test_regime_yaml_preview_round_trips(open_page):
-    from kdcore.spec import ExperimentSpec
+    from kdcore.core.spec import ExperimentSpec
 
     at = open_page(load_preset("noisy-teacher"))
     widget(at, "multiselect", "data.regime.omit_classes").set_value([2]).run()

@@ -57,12 +57,12 @@ def test_cli_bench_rejects_what_the_bare_loop_cannot_mirror(capsys):
     assert main(["bench", "--repeats", "0"]) == 2
 
 
-# ---- the fast path the trainer uses (kdcore/engine/fastpath.py) --------------------------------
+# ---- the fast path the trainer uses (kdcore/train/fastpath.py) --------------------------------
 def test_batch_source_matches_split_batch():
     import torch
 
     from kdcore.data import load_data
-    from kdcore.engine.fastpath import BatchSource
+    from kdcore.train.fastpath import BatchSource
 
     spec = load_preset("digits-av").with_overrides(["data.train_limit=100"])
     data = load_data(spec.data)
@@ -82,7 +82,7 @@ def test_batch_source_matches_split_batch():
 def test_batch_size_advisor_stops_when_doubling_stops_paying():
     import torch
 
-    from kdcore.engine.fastpath import suggest_batch_size
+    from kdcore.train.fastpath import suggest_batch_size
 
     # a throughput curve that saturates at 256 rows (launch-bound below, compute-bound above)
     curve = {64: 1000.0, 128: 1900.0, 256: 3500.0, 512: 3600.0, 1024: 3650.0}
@@ -96,8 +96,8 @@ def test_batch_size_advisor_stops_when_doubling_stops_paying():
 def test_bf16_autocast_trains_on_cpu():
     import math
 
-    from kdcore.engine.experiment import Experiment
-    from kdcore.engine.trainer import train_phase
+    from kdcore.pipeline.experiment import Experiment
+    from kdcore.train.trainer import train_phase
 
     spec = load_preset("digits-av").with_overrides(["train.teacher_epochs=0", "train.student_epochs=1",
                                                     "data.train_limit=100", "train.precision=bf16"])

@@ -4,9 +4,9 @@ when it would be wrong, bounded memory."""
 import pytest
 import torch
 
-from kdcore.engine.cache import CachedOutput, TeacherCache
-from kdcore.engine.experiment import Experiment
-from kdcore.engine.trainer import train_phase
+from kdcore.train.cache import CachedOutput, TeacherCache
+from kdcore.pipeline.experiment import Experiment
+from kdcore.train.trainer import train_phase
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from kdcore.data.custom import (
     inspect_source,
     safe_member,
 )
-from kdcore.spec import SpecError, validate_spec
+from kdcore.core.spec import SpecError, validate_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ def test_manifest_trains_as_a_custom_dataset(tmp_path):
     assert data.inputs["feat"].shape == (18, 3)
     assert data.inputs["caption"].dtype == torch.long
     assert data.meta["import_report"]["kept"] == 18
-    from kdcore.engine.experiment import Experiment
+    from kdcore.pipeline.experiment import Experiment
 
     res = Experiment(spec).run()
     assert res.status == "finished", res.message
@@ -218,7 +218,7 @@ def test_import_data_cli_prints_the_report(tmp_path):
     out = subprocess.run([sys.executable, "-m", "kdcore", "import-data", str(csv_path), "--spec", str(spec_file)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    from kdcore.spec import ExperimentSpec
+    from kdcore.core.spec import ExperimentSpec
 
     spec = ExperimentSpec.load(spec_file)
     assert spec.data.dataset == "custom" and spec.student_modalities() == ["feat"]
@@ -231,9 +231,9 @@ def test_import_data_cli_prints_the_report(tmp_path):
 def test_own_teacher_checkpoint_matched_or_clear_error(tmp_path):
     """Bring your own teacher: a KD Lab safetensors teacher loads; a mismatched one fails clearly."""
     from kdcore.data import load_data
-    from kdcore.engine.experiment import Experiment
+    from kdcore.pipeline.experiment import Experiment
     from kdcore.models import build_model
-    from kdcore.store.checkpoints import save_state
+    from kdcore.models.checkpoints import save_state
 
     base = {"name": "own-teacher", "data": {"dataset": "mfeat", "modalities": ["fou", "zer"], "train_limit": 100},
             "teacher": {"feature_dim": 8, "encoder": {"width": 8, "depth": 1}},

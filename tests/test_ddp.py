@@ -66,7 +66,7 @@ def test_shard_matches_distributed_sampler(monkeypatch):
     import torch
     from torch.utils.data import DistributedSampler
 
-    from kdcore.engine import distributed as dist
+    from kdcore.train import distributed as dist
 
     perm = torch.randperm(11, generator=torch.Generator().manual_seed(3))
     for world in (2, 3):
@@ -85,6 +85,6 @@ def test_shard_matches_distributed_sampler(monkeypatch):
 
 
 def test_one_process_is_not_distributed():
-    from kdcore.engine import distributed as dist
+    from kdcore.train import distributed as dist
 
     assert not dist.active() and dist.is_main() and dist.world_size() == 1

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from kdcore.engine.efficiency import (EFFICIENCY_KEYS, count_flops, latency_ms, measure_model, relative,
+from kdcore.train.efficiency import (EFFICIENCY_KEYS, count_flops, latency_ms, measure_model, relative,
                                       size_on_disk)
 
 
@@ -55,7 +55,7 @@ def test_relative_compression_and_speedup():
 
 @pytest.fixture(scope="module")
 def result():
-    from kdcore.engine.experiment import Experiment
+    from kdcore.pipeline.experiment import Experiment
     from kdcore.presets import load_preset
 
     spec = load_preset("digits-av").with_overrides([

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from kdcore.data import load_data
-from kdcore.engine.experiment import Experiment
-from kdcore.engine.trainer import teacher_output
-from kdcore.losses import functional as LF
-from kdcore.spec import LossTerm
+from kdcore.pipeline.experiment import Experiment
+from kdcore.train.trainer import teacher_output
+from kdcore.methods.losses import functional as LF
+from kdcore.core.spec import LossTerm
 
 
 def test_kd_term_matches_hand_computed_value_with_t_squared():
@@ -47,7 +47,7 @@ def test_teacher_is_frozen_and_only_student_gets_gradients(tiny_spec):
     b = tr.batch(rows, mods)
     t_out = teacher_output(cfg, b.inputs, rows)
     s_out = cfg.model({m: b.inputs[m] for m in cfg.modalities})
-    from kdcore.losses import StepContext
+    from kdcore.methods.losses import StepContext
 
     ctx = StepContext(labels=b.labels, epoch=0, total_epochs=1, step=0, temperature=4.0)
     total = sum(v for loss in cfg.losses.values() for v in loss(s_out, t_out, ctx).values())
@@ -132,7 +132,7 @@ def test_short_run_beats_chance_clearly():
 
 
 def test_dataset_shapes_and_splits():
-    from kdcore.spec import DataSpec
+    from kdcore.core.spec import DataSpec
 
     d = load_data(DataSpec(dataset="digits-av"))
     assert d.inputs["image"].shape == (1797, 1, 8, 8)
@@ -158,7 +158,7 @@ def test_test_audio_comes_from_unseen_voices():
     import numpy as np
 
     from kdcore.data.base import ASSETS
-    from kdcore.spec import DataSpec
+    from kdcore.core.spec import DataSpec
 
     d = load_data(DataSpec(dataset="digits-av"))
     voice = np.load(ASSETS / "digits_av.npz")["audio_voice"]
@@ -170,7 +170,7 @@ def test_test_audio_comes_from_unseen_voices():
 
 def test_noise_knobs():
     from kdcore.data.audio import add_noise_snr
-    from kdcore.spec import DataSpec
+    from kdcore.core.spec import DataSpec
 
     clean = load_data(DataSpec(dataset="digits-av"))
     noisy = load_data(DataSpec(dataset="digits-av", noise={"image_sigma": 0.5}))

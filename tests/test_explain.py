@@ -13,7 +13,7 @@ import torch
 from scipy.stats import spearmanr
 
 from kdcore.data import load_data
-from kdcore.engine.experiment import Experiment
+from kdcore.pipeline.experiment import Experiment
 from kdcore.explain import (METHODS, AgreementCallback, AttributionError, AttributionParams, agreement,
                             agreement_history, alpha_on_split, attention_history, attribute, attribute_batches,
                             class_modality_mean, compare, noise_sweep, probe_rows, removal_sweep, spearman_rows,
@@ -21,7 +21,7 @@ from kdcore.explain import (METHODS, AgreementCallback, AttributionError, Attrib
 from kdcore.explain.runs import load_run
 from kdcore.models import build_model
 from kdcore.presets import load_preset
-from kdcore.spec import ExperimentSpec
+from kdcore.core.spec import ExperimentSpec
 
 EPOCHS = 2
 pytestmark = pytest.mark.slow  # trains one tiny experiment (module fixture)

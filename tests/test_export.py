@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from helpers_store import tiny_spec
 
-from kdcore.engine.experiment import Experiment
+from kdcore.pipeline.experiment import Experiment
 from kdcore.store.folder import read_events
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +153,7 @@ def test_onnx_export_cli_parity_named_inputs_dynamic_batch(stored, tmp_path):
     assert "ORT ms @b1" in out.stdout and "torch ms @b1" in out.stdout
     rep = json.loads((out_dir / "onnx_report.json").read_text())
     assert set(rep["models"]) == {"teacher", "kd"}
-    from kdcore.spec import ExperimentSpec
+    from kdcore.core.spec import ExperimentSpec
 
     spec = ExperimentSpec.load(run_dir / "spec.yaml")
     from kdcore.export.onnx_export import session
@@ -283,7 +283,7 @@ def test_readme_snippet_runs(tmp_path, monkeypatch):
 def test_api_overrides_and_errors(stored, tmp_path):
     from kdcore import build_spec, load_run
     from kdcore.export.api import RunError
-    from kdcore.spec import SpecError
+    from kdcore.core.spec import SpecError
 
     spec = build_spec("digits-av", {"train.lr": 0.003, "distill.losses.kd.weight": 0.5}, train__student_epochs=3)
     assert (spec.train.lr, spec.distill.losses["kd"].weight, spec.train.student_epochs) == (0.003, 0.5, 3)

@@ -12,8 +12,8 @@ import pytest
 import torch
 from helpers_store import tiny_spec
 
-from kdcore.engine.experiment import Experiment
-from kdcore.losses import LOSSES
+from kdcore.pipeline.experiment import Experiment
+from kdcore.methods.losses import LOSSES
 from kdcore.store.registry import open_registry
 
 
@@ -80,7 +80,7 @@ def test_exception_in_training_marks_the_run_failed_everywhere(tmp_path, monkeyp
 
 
 def test_exception_in_a_job_thread_is_shown_and_the_manager_keeps_serving(tmp_path, monkeypatch):
-    from kdcore.engine.jobs import JobManager
+    from kdcore.service.jobs import JobManager
 
     def boom(out, ctx):
         if ctx.temperature == 3.0:  # only the job whose spec says T=3 crashes
@@ -102,7 +102,7 @@ def test_exception_in_a_job_thread_is_shown_and_the_manager_keeps_serving(tmp_pa
 
 
 def test_cuda_out_of_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
-    import kdcore.engine.experiment as E
+    import kdcore.pipeline.experiment as E
 
     def oom(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -117,7 +117,7 @@ def test_cuda_out_of_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
 
 
 def test_four_concurrent_jobs_finish_with_their_own_results(tmp_path):
-    from kdcore.engine.jobs import JobManager
+    from kdcore.service.jobs import JobManager
 
     mgr = JobManager(max_concurrent=4, run_root=tmp_path)
     specs = [tiny_spec(f"job{i}", seed=i, student_epochs=2) for i in range(4)]

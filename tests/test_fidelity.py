@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from kdcore.engine.fidelity import (accuracy, agreement, apply_bias, class_subset_accuracy,
+from kdcore.train.fidelity import (accuracy, agreement, apply_bias, class_subset_accuracy,
                                     expected_calibration_error, fidelity_metrics, fit_bias_correction,
                                     mean_kl, per_class_accuracy)
 

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from kdcore.engine.experiment import Experiment
-from kdcore.engine.grid import parse_vary, point_spec, run_grid, shared_phases
+from kdcore.pipeline.experiment import Experiment
+from kdcore.pipeline.grid import parse_vary, point_spec, run_grid, shared_phases
 from kdcore.presets import load_preset
-from kdcore.spec import SpecError
+from kdcore.core.spec import SpecError
 
 FAST = ["train.teacher_epochs=3", "train.student_epochs=3", "train.threads=1"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kdcore.engine.jobs import DecimatingBuffer, JobManager, runs_dir
+from kdcore.service.jobs import DecimatingBuffer, JobManager, runs_dir
 from kdcore.presets import load_preset
 
 TIMEOUT = 600  # generous: CI machines may be shared
@@ -211,7 +211,7 @@ def test_job_applies_threads_from_spec_or_manager(tmp_path, micro_spec):
 def test_ui_job_threads_default_and_env(monkeypatch):
     import os
 
-    from kdcore.engine.jobs import ui_job_threads
+    from kdcore.service.jobs import ui_job_threads
 
     monkeypatch.delenv("KDLAB_JOB_THREADS", raising=False)
     assert ui_job_threads() == max(1, (os.cpu_count() or 1) - 1)  # one CPU left for the server
@@ -232,7 +232,7 @@ def test_ast_guard_serialises_ast_work_across_threads():
     import sys
     import threading
 
-    from kdcore.engine import ast_guard
+    from kdcore.service import ast_guard
 
     src = "\n".join(f"x{i} = [{', '.join(f'{j} + {j}' for j in range(30))}]" for i in range(50))
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from kdcore.engine.grid import GridResult, run_grid
-from kdcore.engine.jobs import JobManager
+from kdcore.pipeline.grid import GridResult, run_grid
+from kdcore.service.jobs import JobManager
 from kdcore.presets import load_preset
 
 TIMEOUT = 600

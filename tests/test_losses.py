@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from kdcore.losses import LOSSES, LossSetup, StepContext
-from kdcore.losses import functional as LF
+from kdcore.methods.losses import LOSSES, LossSetup, StepContext
+from kdcore.methods.losses import functional as LF
 from kdcore.models.output import ModelOutput
 
 MODS = ("image", "audio", "text")

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from kdcore.engine.events import StepLosses
-from kdcore.engine.experiment import Experiment
-from kdcore.losses import LOSSES
+from kdcore.core.events import StepLosses
+from kdcore.pipeline.experiment import Experiment
+from kdcore.methods.losses import LOSSES
 
 FAMILIES = {
     "logit": ["distill.losses.dkd.weight=1", "distill.losses.dkd.params.warmup=1",

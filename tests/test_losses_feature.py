@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from kdcore.losses import LOSSES, LossSetup, StepContext
-from kdcore.losses import functional as LF
-from kdcore.losses._select import Regressor
+from kdcore.methods.losses import LOSSES, LossSetup, StepContext
+from kdcore.methods.losses import functional as LF
+from kdcore.methods.losses._select import Regressor
 from kdcore.models.output import ModelOutput
 
 

@@ -10,7 +10,7 @@ import torch
 
 from kdcore.data import DATASETS
 from kdcore.data.mfh_gauss import MFHGauss, shared_count
-from kdcore.spec import DataSpec, SpecError, validate_spec
+from kdcore.core.spec import DataSpec, SpecError, validate_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,7 +124,7 @@ def test_cli_bad_gamma_exits_2():
 
 
 def test_engine_runs_end_to_end():
-    from kdcore.engine.experiment import Experiment
+    from kdcore.pipeline.experiment import Experiment
     from kdcore.presets import load_preset
 
     spec = load_preset("mfeat-mfh").with_overrides([

@@ -1,10 +1,10 @@
-"""Run names: the preset's name plus what was changed versus the preset (kdcore.naming)."""
+"""Run names: the preset's name plus what was changed versus the preset (kdcore.presets.naming)."""
 
 from __future__ import annotations
 
 import pytest
 
-from kdcore.naming import MAX_LEN, join_parts, run_label
+from kdcore.presets.naming import MAX_LEN, join_parts, run_label
 from kdcore.presets import load_preset
 
 
@@ -40,7 +40,7 @@ def test_dataset_switch_says_custom_data(base, tmp_path):
     d["data"]["dataset"] = "mfeat"
     d["data"]["noise"] = {}
     d["teacher"]["encoders"] = d["student"]["encoders"] = {}
-    from kdcore.spec import validate_spec
+    from kdcore.core.spec import validate_spec
 
     spec = validate_spec(d)
     label = run_label(spec, "digits-av")

@@ -10,14 +10,14 @@ from torch import nn
 
 from kdcore.cli import result_table
 from kdcore.data import load_data
-from kdcore.engine.evaluate import evaluate
-from kdcore.engine.experiment import Experiment
-from kdcore.engine.missing import missing_modality_accuracy
+from kdcore.train.evaluate import evaluate
+from kdcore.pipeline.experiment import Experiment
+from kdcore.train.missing import missing_modality_accuracy
 from kdcore.models import build_model
 from kdcore.presets import load_preset
-from kdcore.spec import ExperimentSpec, SpecError
-from kdcore.strategies.adversarial import fgsm_attack, pgd_attack, robust_accuracy
-from kdcore.strategies.pruning import PruningSchedule, cubic_sparsity, prunable, prune_to, sparsity
+from kdcore.core.spec import ExperimentSpec, SpecError
+from kdcore.methods.adversarial import fgsm_attack, pgd_attack, robust_accuracy
+from kdcore.methods.pruning import PruningSchedule, cubic_sparsity, prunable, prune_to, sparsity
 
 
 SHORT = ["train.teacher_epochs=1", "train.student_epochs=1", "data.train_limit=60", "train.device=cpu"]
@@ -148,7 +148,7 @@ def test_prune_phases_reach_target_sparsity_and_compare_with_and_without_kd(tmp_
         zeros = sum(int((m.weight == 0).sum()) for m, _ in prunable(model))
         assert zeros / sum(m.weight.numel() for m, _ in prunable(model)) == pytest.approx(r["sparsity"])
         # masks were made permanent: the checkpoint loads into a plain student
-        from kdcore.store.checkpoints import load_into
+        from kdcore.models.checkpoints import load_into
 
         fresh = build_model(spec.student, spec.student_modalities(), exp.data)
         load_into(fresh, exp.run_dir / "checkpoints" / f"{name}.safetensors")
@@ -189,7 +189,7 @@ def test_ard_student_input_is_adversarial_and_teacher_sees_clean():
                       "distill.phase_params.ard.steps=2", "train.student_epochs=1")
     exp = Experiment(spec)
     exp.setup()
-    from kdcore.engine.phases import build_ard
+    from kdcore.pipeline.recipes.extra import build_ard
 
     cfg = build_ard(exp)
     assert cfg.teacher_cache is not None and cfg.teacher_cache.enabled  # clean teacher outputs

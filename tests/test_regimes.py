@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from kdcore.data.regimes import UNLABELLED, flip_labels, plan_regime
-from kdcore.engine.experiment import Experiment
-from kdcore.engine.verdict import at_chance, run_verdict, seed_verdict
-from kdcore.losses import functional as LF
-from kdcore.losses.base import DistillLoss
+from kdcore.pipeline.experiment import Experiment
+from kdcore.core.verdict import at_chance, run_verdict, seed_verdict
+from kdcore.methods.losses import functional as LF
+from kdcore.methods.losses.base import DistillLoss
 from kdcore.presets import PRESETS, load_preset, measured_for
-from kdcore.spec import ExperimentSpec, RegimeSpec, SpecError
+from kdcore.core.spec import ExperimentSpec, RegimeSpec, SpecError
 
 FAST = ["train.teacher_epochs=2", "train.student_epochs=2", "data.dataset=mfeat", "data.modalities=[fou,kar]",
         "teacher.encoders={}", "student.encoders={}", "data.noise={}", "teacher.encoder={width: 16, depth: 1}",
@@ -104,10 +104,10 @@ def test_no_label_of_an_unlabelled_sample_reaches_a_student_loss():
     cfg = exp.student_phase("kd", s.distill.losses)
     cfg.losses["spy"] = LabelSpy(seen)
     cfg.loss_weights["spy"] = 0.0
-    from kdcore.strategies import WEIGHTINGS
+    from kdcore.methods.strategies import WEIGHTINGS
 
     cfg.weighting = WEIGHTINGS["fixed"](cfg.loss_weights)
-    from kdcore.engine.trainer import train_phase
+    from kdcore.train.trainer import train_phase
 
     res_a = train_phase(cfg, exp.data, s.train, exp.device, lambda e: None, lambda: False)
     labels = torch.cat([x[0] for x in seen])
@@ -212,7 +212,7 @@ def test_lesson_presets_exist_and_measured_lookup_matches_variants():
 
 
 def test_sweep_table_reports_omitted_class_before_and_after_bias_correction():
-    from kdcore.engine.sweep import sweep_table
+    from kdcore.pipeline.sweep import sweep_table
 
     ms = lambda m: {"mean": m, "std": 0.0, "n": 3}  # noqa: E731
     summary = {"preset": "omitted-digit", "seeds": 3,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from helpers_store import accuracies, tiny_spec
 
-from kdcore.engine.experiment import Experiment
-from kdcore.store.checkpoints import load_state
+from kdcore.pipeline.experiment import Experiment
+from kdcore.models.checkpoints import load_state
 from kdcore.store.registry import open_registry
 from kdcore.store.resume import ResumeError, read_resume, resume
 
@@ -90,7 +90,7 @@ def test_stopped_run_resumes_and_finished_run_does_not(tmp_path, reference):
 
 _KILLABLE = """
 import sys, time
-from kdcore.engine import experiment as E
+from kdcore.pipeline import experiment as E
 orig = E.Experiment.__init__
 def init(self, *a, **k):
     orig(self, *a, **k)
@@ -195,7 +195,7 @@ def test_compare_page_resume_button(tmp_path, monkeypatch, reference):
 
 
 def test_job_manager_resume_queues_claims_at_start_and_streams_events(tmp_path, reference):
-    from kdcore.engine.jobs import JobManager
+    from kdcore.service.jobs import JobManager
 
     exp = Experiment(tiny_spec("resume-me"), run_root=tmp_path)
     exp.epoch_callbacks.append(lambda e, ph, ep, m: (_ for _ in ()).throw(Interrupt()) if ph == "kd" else None)

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from kdcore.presets import PRESETS, load_preset
-from kdcore.spec import ExperimentSpec, SpecError, validate_spec
+from kdcore.core.spec import ExperimentSpec, SpecError, validate_spec
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 

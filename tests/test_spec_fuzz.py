@@ -7,7 +7,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kdcore.spec import ExperimentSpec, SpecError, validate_spec
+from kdcore.core.spec import ExperimentSpec, SpecError, validate_spec
 
 SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
 

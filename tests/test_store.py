@@ -16,8 +16,8 @@ import pytest
 import torch
 from helpers_store import accuracies, tiny_spec
 
-from kdcore.engine.experiment import Experiment
-from kdcore.store.checkpoints import CheckpointError, load_into, load_state, save_state
+from kdcore.pipeline.experiment import Experiment
+from kdcore.models.checkpoints import CheckpointError, load_into, load_state, save_state
 from kdcore.store.folder import safe_name
 from kdcore.store.registry import Registry, RunNotFound, open_registry
 from kdcore.store.resume import ResumeError, read_resume

@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdcore.engine.experiment import Experiment
-from kdcore.losses import functional as LF
+from kdcore.pipeline.experiment import Experiment
+from kdcore.methods.losses import functional as LF
 from kdcore.models.output import ModelOutput
-from kdcore.spec import ExperimentSpec
-from kdcore.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
-from kdcore.strategies.adaptive import c2kd_keep, mask_target, teacher_confidence
-from kdcore.strategies.ensemble import EnsembleTeacher, ensemble_logits, ensemble_probs
+from kdcore.core.spec import ExperimentSpec
+from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
+from kdcore.methods.strategies.adaptive import c2kd_keep, mask_target, teacher_confidence
+from kdcore.pipeline.recipes.ensemble import EnsembleTeacher, ensemble_logits, ensemble_probs
 
 
 def out(logits: torch.Tensor) -> ModelOutput:
@@ -238,7 +238,7 @@ def test_multi_teacher_experiment_trains_members_and_distils_from_the_ensemble()
 
 
 def test_ensemble_spec_errors_name_the_field():
-    from kdcore.spec import SpecError
+    from kdcore.core.spec import SpecError
 
     with pytest.raises(SpecError, match=r"distill.ensemble.members\[0\]"):
         tiny_mfeat("distill.ensemble.members=[[pix]]")

@@ -9,7 +9,7 @@ import itertools
 import plotly.graph_objects as go
 import pytest
 
-from kdcore.engine.grid import GridResult
+from kdcore.pipeline.grid import GridResult
 from kdcore.viz.sweep import accuracy_figure, agreement_figure, gain_figure, rows_table, verdict_rows, x_axis
 
 

@@ -1,5 +1,5 @@
 """The Explore page's logic: sweep one or two knobs of a setup over seeds as a background sweep job
-(``JobManager.submit_sweep`` → ``kdcore.engine.grid.run_grid``) and watch the paired KD gain fill
+(``JobManager.submit_sweep`` → ``kdcore.pipeline.grid.run_grid``) and watch the paired KD gain fill
 in with error bars.
 
 * :func:`knobs_for` — the fields that make sense to sweep for a spec, with their allowed ranges;
@@ -24,9 +24,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from kdcore.engine.grid import GridResult, point_spec, shared_phases
+from kdcore.pipeline.grid import GridResult, point_spec, shared_phases
 from kdcore.presets import PRESETS, lessons
-from kdcore.spec import ExperimentSpec, SpecError
+from kdcore.core.spec import ExperimentSpec, SpecError
 
 NONE = "(none)"
 MAX_VALUES = 12

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from kdcore.engine.jobs import Job, runs_dir
+from kdcore.service.jobs import Job, runs_dir
 from kdcore.explain.runs import LoadedRun, checkpoint_key, list_runs, load_run
 from kdcore.store.folder import read_events
 from ui import state

@@ -14,10 +14,10 @@ import streamlit as st
 import torch
 
 from kdcore.data import TensorData, load_data
-from kdcore.engine.jobs import runs_dir
+from kdcore.service.jobs import runs_dir
 from kdcore.models import MultimodalNet, build_model
-from kdcore.spec import ExperimentSpec
-from kdcore.store.checkpoints import load_into
+from kdcore.core.spec import ExperimentSpec
+from kdcore.models.checkpoints import load_into
 from kdcore.viz.teaching import pick_teaching_sample
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,5 +1,5 @@
 """Repeat a spec over several seeds as separate jobs and summarise them: the paired KD gain per seed
-and the 2-std verdict of :func:`kdcore.engine.verdict.seed_verdict`; the preset a job comes from."""
+and the 2-std verdict of :func:`kdcore.core.verdict.seed_verdict`; the preset a job comes from."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from kdcore.engine.jobs import JobManager
-from kdcore.engine.verdict import seed_verdict
+from kdcore.service.jobs import JobManager
+from kdcore.core.verdict import seed_verdict
 from kdcore.presets import PRESETS
-from kdcore.spec import ExperimentSpec
+from kdcore.core.spec import ExperimentSpec
 
 REPEAT_LABEL = "Repeat this experiment over 3 seeds"
 REPEAT_HINT = f"press “{REPEAT_LABEL}” below to run seeds 0, 1 and 2"

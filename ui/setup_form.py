@@ -24,18 +24,18 @@ import yaml
 from kdcore.data import DATASETS
 from kdcore.data.custom import dataset_class
 from kdcore.data.tasks import AUX_TASKS
-from kdcore.losses import LOSSES
-from kdcore.spec import ARCHS_BY_KIND, DEFAULT_ARCH, FUSIONS, OPTIMIZERS, DEVICES, SpecError
-from kdcore.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
+from kdcore.methods.losses import LOSSES
+from kdcore.core.spec import ARCHS_BY_KIND, DEFAULT_ARCH, FUSIONS, OPTIMIZERS, DEVICES, SpecError
+from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
 
 SECTIONS = ("data", "teacher", "student", "distill", "train")
 
 
 def extra_phase_names() -> list[str]:
-    from kdcore.engine.experiment import EXTRA_PHASES
+    from kdcore.pipeline.experiment import EXTRA_PHASES
 
     try:  # registers ard / pruning when that module exists
-        import kdcore.engine.phases  # noqa: F401
+        import kdcore.pipeline.recipes.extra  # noqa: F401
     except ImportError:
         pass
     return sorted(EXTRA_PHASES)

@@ -21,10 +21,10 @@ from typing import Any
 
 import streamlit as st
 
-from kdcore.engine import ast_guard
-from kdcore.engine.jobs import Job, JobManager, ui_job_threads, ui_switch_interval_s
+from kdcore.service import ast_guard
+from kdcore.service.jobs import Job, JobManager, ui_job_threads, ui_switch_interval_s
 from kdcore.presets import DEFAULT_PRESET, PRESETS, load_preset
-from kdcore.spec import ExperimentSpec, SpecError, validate_spec
+from kdcore.core.spec import ExperimentSpec, SpecError, validate_spec
 
 SPEC_KEY, VERSION_KEY, JOB_KEY, PRESET_KEY, URL_DONE_KEY = "spec", "spec_version", "job_id", "preset", "url_loaded"
 # Mappings whose keys are free: the URL carries them whole (so removing an entry survives the trip).
@@ -52,7 +52,7 @@ def get_manager() -> JobManager:
 
     Also shortens the interpreter's thread switch interval, so a page rerun does not starve the
     training threads of the GIL (``ui_switch_interval_s``), and serialises AST construction across
-    threads (``kdcore.engine.ast_guard``)."""
+    threads (``kdcore.service.ast_guard``)."""
     ast_guard.install()  # job and script threads both build Python ASTs (CPython 3.11 bug, see module)
     sys.setswitchinterval(ui_switch_interval_s())
     return JobManager(threads=ui_job_threads())
@@ -121,9 +121,9 @@ def submit(spec: ExperimentSpec | None = None) -> Job:
 
 
 def labelled(spec: ExperimentSpec) -> ExperimentSpec:
-    """``spec`` named from this tab's base preset plus what was changed (``kdcore.naming.run_label``),
+    """``spec`` named from this tab's base preset plus what was changed (``kdcore.presets.naming.run_label``),
     so edited copies of one preset are told apart in Train and Compare; a name the user typed stays."""
-    from kdcore.naming import run_label
+    from kdcore.presets.naming import run_label
 
     base = base_preset()
     ref = preset_spec(base) if base in PRESETS else None

@@ -22,7 +22,7 @@ def _key(spec) -> str:
 
 @lru_cache(maxsize=8)
 def _load_cached(key: str):
-    from kdcore.spec import DataSpec
+    from kdcore.core.spec import DataSpec
 
     spec = DataSpec.model_validate_json(key)
     return DATASETS[spec.dataset]().load(spec)

@@ -1,6 +1,6 @@
 """The dataset contract and the in-memory splits the engine trains on.
 
-A :class:`MultimodalDataset` turns a :class:`~kdcore.spec.DataSpec` into :class:`TensorData`:
+A :class:`MultimodalDataset` turns a :class:`~kdcore.core.spec.DataSpec` into :class:`TensorData`:
 every modality as one tensor over all samples (noise already applied, deterministically from
 the seed), labels, and display metadata. Splits are stratified and deterministic per seed.
 Because inputs are fixed after loading, teacher outputs can be cached (see ``engine.cache``).
@@ -128,7 +128,7 @@ class MultimodalDataset(ABC):
         return cls.NUM_CLASSES
 
     @abstractmethod
-    def load(self, spec) -> TensorData:  # spec: kdcore.spec.DataSpec
+    def load(self, spec) -> TensorData:  # spec: kdcore.core.spec.DataSpec
         """All samples as tensors, noise applied deterministically from ``spec.seed``."""
 
 

@@ -520,7 +520,7 @@ def _tensors(good, cols, audio, report) -> tuple[dict[str, torch.Tensor], dict[s
 
 def starter_spec(path: str | Path, report: ImportReport, student_modalities: list[str] | None = None):
     """A spec that trains on this data: all modalities for the teacher, the last one for the student."""
-    from kdcore.spec import validate_spec
+    from kdcore.core.spec import validate_spec
     from kdcore.store.folder import safe_name
 
     mods = list(report.modalities)

@@ -99,7 +99,7 @@ def flip_labels(labels: np.ndarray, fraction: float, pairs: dict[int, int], num_
 
 
 def plan_regime(regime, train_labels: Tensor, num_classes: int, seed: int) -> RegimePlan:
-    """The :class:`RegimePlan` of ``regime`` (a :class:`~kdcore.spec.RegimeSpec` or None) over the
+    """The :class:`RegimePlan` of ``regime`` (a :class:`~kdcore.core.spec.RegimeSpec` or None) over the
     training labels; seeded by ``seed`` (the data seed)."""
     labels = train_labels.numpy().astype(np.int64)
     n = len(labels)

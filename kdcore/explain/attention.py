@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from kdcore.data.base import Split
-from kdcore.engine.evaluate import attention_by_class, predict
+from kdcore.train.evaluate import attention_by_class, predict
 from kdcore.explain.attribution import inspect_copy
 
 
@@ -96,11 +96,11 @@ def noise_sweep(models: dict[str, nn.Module], data_spec, knob: str, levels: list
                 progress: Callable[[float], None] | None = None) -> list[dict]:
     """α and accuracy of every model as ``data.noise[knob]`` takes each of ``levels``.
 
-    ``data_spec`` is the run's :class:`~kdcore.spec.DataSpec`; the other noise knobs keep their
+    ``data_spec`` is the run's :class:`~kdcore.core.spec.DataSpec`; the other noise knobs keep their
     values. The data are rebuilt per level (``load_data``), so the noise is the dataset's own
     (deterministic from the seed). Returns ``[{"level", "model", "acc", "alpha": {m: ᾱ}}]``."""
     from kdcore.data import DATASETS, load_data
-    from kdcore.spec import DataSpec
+    from kdcore.core.spec import DataSpec
 
     knobs = DATASETS[data_spec.dataset].noise_knobs()
     if knob not in knobs:

@@ -4,7 +4,7 @@ Add it to ``Experiment.epoch_callbacks`` (or pass it to ``JobManager.submit(spec
 epoch_callbacks=[AgreementCallback()])``). After every epoch of a student phase (baseline, kd,
 extra phases) it attributes a small fixed probe set of the **validation** split — the true class,
 on eval-mode deep copies of teacher and student, never the training instance — and emits an
-:class:`~kdcore.engine.events.AttributionSnapshot` with the mean Spearman ρ and top-k overlap per
+:class:`~kdcore.core.events.AttributionSnapshot` with the mean Spearman ρ and top-k overlap per
 shared modality and the per-modality shares of |attribution|. The teacher is frozen, so its
 attribution is computed once per experiment and reused.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from kdcore.engine.events import AttributionSnapshot
+from kdcore.core.events import AttributionSnapshot
 from kdcore.explain.attribution import Attribution, AttributionParams, attribute
 from kdcore.explain.probe import compare, probe_rows
 

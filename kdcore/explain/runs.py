@@ -15,8 +15,8 @@ from torch import nn
 
 from kdcore.data import TensorData, load_data
 from kdcore.models import build_model
-from kdcore.spec import ExperimentSpec, SpecError
-from kdcore.store.checkpoints import CheckpointError, load_into
+from kdcore.core.spec import ExperimentSpec, SpecError
+from kdcore.models.checkpoints import CheckpointError, load_into
 from kdcore.store.folder import read_events
 
 PHASE_ORDER = ("teacher", "baseline", "kd")
@@ -102,7 +102,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
 
 
 def from_job(job) -> LoadedRun:
-    """A live or ended :class:`~kdcore.engine.jobs.Job`: its events from the snapshot, its models
+    """A live or ended :class:`~kdcore.service.jobs.Job`: its events from the snapshot, its models
     from the job once it ended, else from the checkpoints its run folder has so far."""
     snap = job.snapshot()
     events = sorted((e for evs in snap.events.values() for e in evs), key=lambda e: e.get("t", 0.0))

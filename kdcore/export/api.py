@@ -7,7 +7,7 @@
 Overrides are any spec field, as keyword arguments with ``__`` between the sections
 (``train__student_epochs=2``, ``distill__temperature=4``, ``distill__losses__kd__weight=0.5``) or as
 a dict of dotted keys (``run("digits-av", {"train.lr": 0.003})``); they are checked exactly like
-``python -m kdcore run --set key=value`` (an unknown key raises :class:`kdcore.spec.SpecError`).
+``python -m kdcore run --set key=value`` (an unknown key raises :class:`kdcore.core.spec.SpecError`).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ def _assignment(key: str, value: Any) -> str:
 
 def build_spec(preset: Any = "digits-av", overrides: Mapping[str, Any] | list[str] | None = None,
                **kw_overrides: Any):
-    """An :class:`~kdcore.spec.ExperimentSpec` from a preset name / YAML path / spec and overrides."""
+    """An :class:`~kdcore.core.spec.ExperimentSpec` from a preset name / YAML path / spec and overrides."""
     from kdcore.presets import PRESETS, load_preset
-    from kdcore.spec import ExperimentSpec
+    from kdcore.core.spec import ExperimentSpec
 
     if isinstance(preset, ExperimentSpec):
         spec = preset
@@ -53,12 +53,12 @@ def build_spec(preset: Any = "digits-av", overrides: Mapping[str, Any] | list[st
 def run(preset: Any = "digits-av", overrides: Mapping[str, Any] | list[str] | None = None, *,
         runs_dir: str | Path | None = None, save: bool = True, progress: bool = False, **kw_overrides: Any):
     """Run an experiment (teacher → baseline → KD student …) and return its
-    :class:`~kdcore.engine.experiment.ExperimentResult` (``.status``, ``.phases``, ``.kd_gain``,
+    :class:`~kdcore.pipeline.experiment.ExperimentResult` (``.status``, ``.phases``, ``.kd_gain``,
     ``.run_dir``). With ``save`` (default) the run folder goes to ``runs_dir`` (default
     ``$KDLAB_RUNS_DIR`` or ``runs``) and shows up in the app and ``python -m kdcore runs``."""
     import torch
 
-    from kdcore.engine.experiment import Experiment
+    from kdcore.pipeline.experiment import Experiment
     from kdcore.store.registry import default_root
 
     spec = build_spec(preset, overrides, **kw_overrides)
@@ -116,7 +116,7 @@ class Run:
     @property
     def spec(self):
         if self._spec is None:
-            from kdcore.spec import ExperimentSpec, SpecError
+            from kdcore.core.spec import ExperimentSpec, SpecError
 
             try:
                 self._spec = ExperimentSpec.load(self.run_dir / "spec.yaml")
@@ -159,7 +159,7 @@ class Run:
                 raise RunError(f"unknown phase {phase!r} for run {self.id}: it has checkpoints for "
                                f"{', '.join(self.phases) or 'no phase'}")
             from kdcore.models import build_model
-            from kdcore.store.checkpoints import CheckpointError, load_into
+            from kdcore.models.checkpoints import CheckpointError, load_into
 
             mspec = self.spec.teacher if phase == "teacher" else self.spec.student
             net = build_model(mspec, self.modalities(phase), self.data)

@@ -10,7 +10,7 @@
   error ``max |Δ| / max |logits|`` and top-1 agreement are reported, and the export fails
   (:class:`ParityError`) when the relative error exceeds ``tolerance`` (1e-4).
 * Latency: onnxruntime CPU (one intra-op thread) beside PyTorch (one thread,
-  :func:`kdcore.engine.efficiency.latency_ms`), batch 1 and 64, median of repeats, thread CPU time.
+  :func:`kdcore.train.efficiency.latency_ms`), batch 1 and 64, median of repeats, thread CPU time.
 
 A model with a part the exporter cannot handle gets :class:`OnnxExportError` naming that part
 (``encoders.text (GRUTextEncoder)``, ``fusion (AttentionFusion)``, ...), not a traceback.
@@ -236,7 +236,7 @@ def session(path: str | Path, threads: int = 1):
 
 def ort_latency_ms(sess, feed: dict, repeats: int, warmup: int = 3) -> float:
     """Median thread CPU milliseconds of one onnxruntime run (one intra-op thread: it runs on the
-    calling thread, timed like :func:`kdcore.engine.efficiency.latency_ms`)."""
+    calling thread, timed like :func:`kdcore.train.efficiency.latency_ms`)."""
     times = []
     for i in range(warmup + repeats):
         t0 = time.thread_time()
@@ -248,7 +248,7 @@ def ort_latency_ms(sess, feed: dict, repeats: int, warmup: int = 3) -> float:
 
 def latency_rows(module, sess, data, modalities: list[str], repeats_b1: int = 30,
                  repeats_b64: int = 10) -> dict[str, float]:
-    from kdcore.engine.efficiency import latency_ms
+    from kdcore.train.efficiency import latency_ms
 
     out: dict[str, float] = {}
     for b, reps in ((1, repeats_b1), (64, repeats_b64)):

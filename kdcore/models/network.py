@@ -9,7 +9,7 @@ from kdcore.data.base import ModalityInfo
 from kdcore.models.encoders import ENCODERS
 from kdcore.models.fusion import FUSIONS
 from kdcore.models.output import ModelOutput
-from kdcore.spec import DEFAULT_ARCH, ModelSpec
+from kdcore.core.spec import DEFAULT_ARCH, ModelSpec
 
 
 class MultimodalNet(nn.Module):

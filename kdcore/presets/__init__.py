@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kdcore.spec import ExperimentSpec, SpecError
+from kdcore.core.spec import ExperimentSpec, SpecError
 
 PRESET_DIR = Path(__file__).resolve().parent
 # Display order: the default first.

@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from kdcore.engine.events import Event
+from kdcore.core.events import Event
 
 DEFAULT_ROOT = Path("runs")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from kdcore.engine.events import Event
+from kdcore.core.events import Event
 
 STATUSES = ("queued", "running", "finished", "stopped", "failed", "diverged", "interrupted")
 ACTIVE = ("queued", "running")

@@ -33,7 +33,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from kdcore.store.checkpoints import CheckpointError, load_state, save_state
+from kdcore.models.checkpoints import CheckpointError, load_state, save_state
 
 FORMAT = 1
 RESUME_FILE = "resume.safetensors"
@@ -97,7 +97,7 @@ def _aux_modules(cfg) -> dict[str, nn.Module]:
 
 # ---- the per-epoch saver and the restorer the trainer calls --------------------------------
 def make_saver(cfg, run_dir: Path) -> Callable[[dict[str, Any]], None]:
-    """``save_epoch`` hook for :class:`~kdcore.engine.trainer.PhaseConfig`."""
+    """``save_epoch`` hook for :class:`~kdcore.train.trainer.PhaseConfig`."""
     ck = Path(run_dir) / "checkpoints"
 
     def save(st: dict[str, Any]) -> None:
@@ -195,7 +195,7 @@ def load_finished(run_dir: Path, name: str):
     """A finished phase's :class:`PhaseResult` from its checkpoint, or None if it did not finish."""
     from safetensors import safe_open
 
-    from kdcore.engine.trainer import PhaseResult
+    from kdcore.train.trainer import PhaseResult
 
     path = Path(run_dir) / "checkpoints" / f"{name}.safetensors"
     if not path.is_file():
@@ -212,7 +212,7 @@ def load_finished(run_dir: Path, name: str):
 
 
 class Resumer:
-    """What an :class:`~kdcore.engine.experiment.Experiment` needs to continue a run folder."""
+    """What an :class:`~kdcore.pipeline.experiment.Experiment` needs to continue a run folder."""
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
@@ -265,7 +265,7 @@ def check_resumable(run_id: str, root: str | Path | None = None):
 
     Raises :class:`ResumeError` with a clear message when it cannot (unknown id, wrong status,
     unusable spec, corrupt checkpoint)."""
-    from kdcore.spec import ExperimentSpec, SpecError
+    from kdcore.core.spec import ExperimentSpec, SpecError
     from kdcore.store.registry import RESUMABLE, RunNotFound, open_registry
 
     reg = open_registry(root)
@@ -296,7 +296,7 @@ def prepare_resume(run_id: str, root: str | Path | None = None, subscribers: lis
 
     The app's Resume button queues it as a job (``JobManager.submit_resume``), which calls this
     when the job starts. Raises :class:`ResumeError` with a clear message when it cannot."""
-    from kdcore.engine.experiment import Experiment
+    from kdcore.pipeline.experiment import Experiment
     from kdcore.store.registry import RESUMABLE
 
     reg, rec, spec = check_resumable(run_id, root)
@@ -310,5 +310,5 @@ def prepare_resume(run_id: str, root: str | Path | None = None, subscribers: lis
 
 def resume(run_id: str, root: str | Path | None = None, subscribers: list | None = None, stop_event=None):
     """Continue an interrupted, stopped or failed run from its last epoch checkpoint; returns the
-    :class:`~kdcore.engine.experiment.ExperimentResult`."""
+    :class:`~kdcore.pipeline.experiment.ExperimentResult`."""
     return prepare_resume(run_id, root, subscribers, stop_event).run()

@@ -1,4 +1,4 @@
-"""Figures of a grid sweep (``kdcore.engine.grid``): the paired KD gain against the swept knob with
+"""Figures of a grid sweep (``kdcore.pipeline.grid``): the paired KD gain against the swept knob with
 ± std error bars over seeds, test accuracy of the baseline and the KD student, and agreement with
 the teacher. No streamlit.
 

@@ -14,7 +14,7 @@ trainer puts in ``PhaseStarted`` and the experiment in the result):
   per-epoch noise resampling).
 
 Phases or losses that feed the teacher *changed* inputs (e.g. adversarial examples for the
-teacher) must not read it: they build their :class:`~kdcore.engine.trainer.PhaseConfig` with
+teacher) must not read it: they build their :class:`~kdcore.train.trainer.PhaseConfig` with
 ``teacher_cache=None`` or call the teacher themselves. (ARD feeds the student perturbed inputs
 but the teacher the clean ones, so it may use the cache.)
 
@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from kdcore.data.base import Split
-from kdcore.engine.evaluate import predict
+from kdcore.train.evaluate import predict
 from kdcore.models.output import ModelOutput
 
 FIELDS = ("logits", "features", "fused", "attention", "feature_maps", "aux_logits")

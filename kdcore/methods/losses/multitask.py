@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import Tensor
 
-from kdcore.losses import functional as LF
-from kdcore.losses.base import DistillLoss, LossSetup, StepContext, register
+from kdcore.methods.losses import functional as LF
+from kdcore.methods.losses.base import DistillLoss, LossSetup, StepContext, register
 from kdcore.models.output import ModelOutput
 
 

@@ -5,7 +5,7 @@ class); for each student phase also ``agreement`` (top-1 agreement with the teac
 distil from) and ``kl_to_teacher`` (mean KL(teacher ‖ student) at T = 1) — Stanton et al., NeurIPS
 2021. Under ``data.regime.omit_classes`` every phase also reports ``omitted_acc`` and, with the
 omitted logits' bias fitted on the validation split (Hinton et al. 2015 §3), ``bias``,
-``omitted_acc_corrected`` and ``test_acc_corrected``. Formulas: :mod:`kdcore.engine.fidelity`.
+``omitted_acc_corrected`` and ``test_acc_corrected``. Formulas: :mod:`kdcore.train.fidelity`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from kdcore.engine import fidelity as F
-from kdcore.engine.evaluate import predict
+from kdcore.train import fidelity as F
+from kdcore.train.evaluate import predict
 
 
 def _is_teacher_phase(name: str) -> bool:

@@ -8,7 +8,7 @@
 
       L = kd_weight · T² · KL(softmax(z_T(x)/T) ‖ softmax(z_S(x')/T)) + ce_weight · CE(z_S(x), y)
 
-  Token modalities are not perturbed (see :mod:`kdcore.strategies.adversarial`). After the phase,
+  Token modalities are not perturbed (see :mod:`kdcore.methods.adversarial`). After the phase,
   robust accuracy under FGSM and PGD (``eval_steps`` steps) at ``epsilon`` on the test split is
   reported as ``fgsm_acc`` / ``pgd_acc`` for the teacher, the baseline, the KD student, the ARD
   student and every later phase.
@@ -28,15 +28,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from kdcore.engine.experiment import EXTRA_PHASES
-from kdcore.engine.trainer import PhaseConfig, PhaseRun
-from kdcore.losses import DistillLoss, StepContext
-from kdcore.losses import functional as LF
+from kdcore.pipeline.experiment import EXTRA_PHASES
+from kdcore.train.trainer import PhaseConfig, PhaseRun
+from kdcore.methods.losses import DistillLoss, StepContext
+from kdcore.methods.losses import functional as LF
 from kdcore.models.output import ModelOutput
-from kdcore.spec import LossTerm
-from kdcore.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
-from kdcore.strategies.adversarial import pgd_attack, robust_accuracy
-from kdcore.strategies.pruning import PruningSchedule, make_permanent, model_sparsity, sparsity
+from kdcore.core.spec import LossTerm
+from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
+from kdcore.methods.adversarial import pgd_attack, robust_accuracy
+from kdcore.methods.pruning import PruningSchedule, make_permanent, model_sparsity, sparsity
 
 _PRUNE_DEFAULTS = {"sparsity": 0.8, "start": 0.0, "end": 0.6, "every": 10}
 PHASE_PARAMS: dict[str, dict[str, Any]] = {

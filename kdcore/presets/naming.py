@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kdcore.spec import ExperimentSpec
+from kdcore.core.spec import ExperimentSpec
 
 MAX_LEN = 60
 SEP = " · "

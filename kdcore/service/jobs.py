@@ -1,4 +1,4 @@
-"""Background jobs: run :class:`~kdcore.engine.experiment.Experiment` in threads, process-wide.
+"""Background jobs: run :class:`~kdcore.pipeline.experiment.Experiment` in threads, process-wide.
 
 The app keeps one :class:`JobManager` per server process (the pages wrap it in
 ``st.cache_resource``); every browser session submits to it. Nothing here imports streamlit and
@@ -14,7 +14,7 @@ bounded buffers), and the pages read immutable :class:`JobSnapshot` objects.
   keeps serving other jobs.
 * Run folders go under ``$KDLAB_RUNS_DIR`` (default ``runs/``).
 * A *sweep* job (:meth:`JobManager.submit_sweep`, :class:`SweepJob`) runs a whole grid
-  (``kdcore.engine.grid.run_grid``) in one slot of the same queue and cap; it stops between grid
+  (``kdcore.pipeline.grid.run_grid``) in one slot of the same queue and cap; it stops between grid
   rows, and ``manager.jobs()`` lists run jobs only (``jobs(kind="sweep")``, ``jobs(kind=None)``).
 """
 
@@ -31,15 +31,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
-from kdcore.engine.events import TERMINAL, Event
-from kdcore.spec import ExperimentSpec
+from kdcore.core.events import TERMINAL, Event
+from kdcore.core.spec import ExperimentSpec
 
 QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED = "queued", "running", "finished", "stopped", "failed", "diverged"
 STATUSES = (QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED)
 DONE_STATUSES = (FINISHED, STOPPED, FAILED, DIVERGED)
 
 EpochCallback = Callable[[Any, str, int, Any], None]  # (experiment, phase, epoch, model)
-ExperimentFactory = Callable[[list], Any]  # subscribers -> kdcore.engine.experiment.Experiment
+ExperimentFactory = Callable[[list], Any]  # subscribers -> kdcore.pipeline.experiment.Experiment
 
 
 def runs_dir() -> Path:
@@ -244,7 +244,7 @@ class Job:
         self.ended: float | None = None
         self.run_dir: str | None = None
         self.result: dict | None = None
-        self.experiment = None  # kdcore.engine.experiment.Experiment, set when the job starts
+        self.experiment = None  # kdcore.pipeline.experiment.Experiment, set when the job starts
         self.thread: threading.Thread | None = None
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -358,7 +358,7 @@ class Job:
                 traceback.print_exc()
 
     def _run(self) -> None:
-        from kdcore.engine.experiment import Experiment
+        from kdcore.pipeline.experiment import Experiment
 
         try:
             if self._stop.is_set():
@@ -561,7 +561,7 @@ class SweepSnapshot:
     axes: Mapping[str, tuple]
     seeds: int
     total: int  # rows in the whole grid (points × seeds)
-    rows: tuple[dict, ...]  # kdcore.engine.grid rows: {"point", "seed", "acc", "shared"}
+    rows: tuple[dict, ...]  # kdcore.pipeline.grid rows: {"point", "seed", "acc", "shared"}
     result: dict | None  # GridResult.to_dict() once the grid returned
     kind: str = "sweep"
 
@@ -600,7 +600,7 @@ class SweepJob(Job):
         """Rows of this grid already in run_grid's cache file (it reports only the rows it trains)."""
         import json
 
-        from kdcore.engine.grid import _cache_path
+        from kdcore.pipeline.grid import _cache_path
 
         path = _cache_path(self.spec, self.axes, Path(self.cache_root))
         if not path.is_file():
@@ -623,7 +623,7 @@ class SweepJob(Job):
                 torch.set_num_threads(threads)
             grid = self.grid
             if grid is None:
-                from kdcore.engine.grid import run_grid as grid
+                from kdcore.pipeline.grid import run_grid as grid
                 if self.cache_root is not None:
                     with self._lock:
                         self._rows = self._cached_rows()

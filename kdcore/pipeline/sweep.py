@@ -6,9 +6,9 @@ import statistics
 import sys
 from typing import Any, TextIO
 
-from kdcore.engine.experiment import Experiment
-from kdcore.engine.verdict import seed_verdict
-from kdcore.spec import ExperimentSpec
+from kdcore.pipeline.experiment import Experiment
+from kdcore.core.verdict import seed_verdict
+from kdcore.core.spec import ExperimentSpec
 
 
 def _mean_std(xs: list[float]) -> dict[str, float]:

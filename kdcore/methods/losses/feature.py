@@ -3,7 +3,7 @@ boundaries (AB, the seed's hinge loss), similarity preserving (SP), relational K
 probabilistic knowledge transfer (PKT).
 
 Every loss reads features from the :class:`ModelOutput` by an address (see
-:mod:`kdcore.losses._select`): ``params.modality`` ("fused" or a modality name) and ``params.layer``
+:mod:`kdcore.methods.losses._select`): ``params.modality`` ("fused" or a modality name) and ``params.layer``
 ("feature" or an index into that modality's ``feature_maps``), and the same for the teacher with
 ``teacher_modality`` / ``teacher_layer``. Learnable regressors are sized from the probe outputs in
 ``__init__``, so their parameters join the student's optimiser. Teacher tensors are detached.
@@ -20,10 +20,10 @@ from typing import Any
 
 from torch import Tensor
 
-from kdcore.losses import functional as LF
-from kdcore.losses._select import FeatureRef, Regressor, common_modalities, pick_pair
-from kdcore.losses.base import DistillLoss, LossSetup, StepContext, register
-from kdcore.losses.logit import _number
+from kdcore.methods.losses import functional as LF
+from kdcore.methods.losses._select import FeatureRef, Regressor, common_modalities, pick_pair
+from kdcore.methods.losses.base import DistillLoss, LossSetup, StepContext, register
+from kdcore.methods.losses.logit import _number
 from kdcore.models.output import ModelOutput
 
 _ADDRESS = {"modality": "fused", "layer": -1, "teacher_modality": None, "teacher_layer": -1}

@@ -22,8 +22,8 @@ from torch import nn
 
 from kdcore.data import TensorData, load_data
 from kdcore.data.regimes import RegimePlan, plan_regime
-from kdcore.engine.cache import TeacherCache
-from kdcore.engine.events import (
+from kdcore.train.cache import TeacherCache
+from kdcore.core.events import (
     Event,
     PhaseFinished,
     RunDiverged,
@@ -33,15 +33,15 @@ from kdcore.engine.events import (
     RunStopped,
     Subscriber,
 )
-from kdcore.engine.trainer import Diverged, PhaseConfig, PhaseResult, StopRequested, train_phase
-from kdcore.losses import LOSSES, DistillLoss, LossSetup
+from kdcore.train.trainer import Diverged, PhaseConfig, PhaseResult, StopRequested, train_phase
+from kdcore.methods.losses import LOSSES, DistillLoss, LossSetup
 from kdcore.models import MultimodalNet, build_model, count_parameters
-from kdcore.spec import ExperimentSpec
-from kdcore.store.checkpoints import load_into, save_state
+from kdcore.core.spec import ExperimentSpec
+from kdcore.models.checkpoints import load_into, save_state
 from kdcore.store import resume as resume_store
 from kdcore.store.folder import RunFolderWriter, new_run_dir
 from kdcore.store.registry import set_run_result, track_run
-from kdcore.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
+from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
 
 EXTRA_PHASES: dict[str, Callable[["Experiment"], PhaseConfig]] = {}  # name -> builder (ARD, pruning, ...)
 
@@ -100,10 +100,10 @@ class Experiment:
         # they must not modify the model (copy it first) and may emit events via experiment.emit
         self.epoch_callbacks: list[Callable[["Experiment", str, int, nn.Module], None]] = []
         # called after every phase: fn(experiment, phase, model) -> extra metrics for that phase
-        # (missing-modality accuracy here; robust accuracy / pruning from kdcore.engine.phases)
-        from kdcore.engine.efficiency import efficiency_metrics
-        from kdcore.engine.missing import missing_modality_metrics
-        from kdcore.engine.phase_fidelity import fidelity_after_phase
+        # (missing-modality accuracy here; robust accuracy / pruning from kdcore.pipeline.recipes.extra)
+        from kdcore.train.efficiency import efficiency_metrics
+        from kdcore.train.missing import missing_modality_metrics
+        from kdcore.train.phase_fidelity import fidelity_after_phase
 
         # efficiency: FLOPs, latency, size, speed-up; fidelity: agreement, KL, ECE, per-class, omitted classes
         self.after_phase: list[Callable[["Experiment", str, nn.Module], dict[str, float]]] = [
@@ -118,7 +118,7 @@ class Experiment:
     def phases(self) -> list[str]:
         ens = self.spec.distill.ensemble
         if ens is not None:  # multi-teacher: the member teachers train right after the main one
-            from kdcore.strategies.ensemble import member_phase_name
+            from kdcore.pipeline.recipes.ensemble import member_phase_name
 
             members = [member_phase_name(m) for m in ens.members] if self.spec.train.teacher_epochs > 0 else []
             return ["teacher", *members, "ensemble", "baseline", "kd", *self.spec.distill.extra_phases]
@@ -205,7 +205,7 @@ class Experiment:
         teacher = build_model(spec.teacher, spec.teacher_modalities(), self.data).to(self.device)
         if spec.teacher.checkpoint:
             load_into(teacher, spec.teacher.checkpoint)
-            from kdcore.engine.evaluate import evaluate
+            from kdcore.train.evaluate import evaluate
 
             va = evaluate(teacher, self.data.split("val"), spec.teacher_modalities(), device=self.device)
             te = evaluate(teacher, self.data.split("test"), spec.teacher_modalities(), device=self.device)
@@ -235,7 +235,7 @@ class Experiment:
         self.teacher = teacher
         self.models["teacher"] = teacher
         if spec.distill.ensemble is not None:  # multi-teacher: train the members, distil from the ensemble
-            from kdcore.strategies.ensemble import build_ensemble
+            from kdcore.pipeline.recipes.ensemble import build_ensemble
 
             self.teacher = build_ensemble(self, teacher)
 
@@ -274,7 +274,7 @@ class Experiment:
         self.emit(RunStarted(spec.name, self.phases(), str(self.run_dir) if self.run_dir else None))
         try:
             self.setup()
-            from kdcore.spec import LossTerm
+            from kdcore.core.spec import LossTerm
 
             self._run_phase(self.student_phase("baseline", {"ce": LossTerm(weight=1.0)}))
             self._run_phase(self.student_phase("kd", spec.distill.losses))
@@ -339,4 +339,4 @@ class Experiment:
         return (final or self._result("failed", "interrupted")).to_dict()
 
 
-from kdcore.engine import phases as _phases  # noqa: E402,F401  (registers ard, prune_kd, prune_ce)
+from kdcore.pipeline.recipes import extra as _phases  # noqa: E402,F401  (registers ard, prune_kd, prune_ce)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from kdcore.losses import functional as LF
-from kdcore.losses.base import DistillLoss, StepContext, register
+from kdcore.methods.losses import functional as LF
+from kdcore.methods.losses.base import DistillLoss, StepContext, register
 from kdcore.models.output import ModelOutput
 
 

@@ -1,4 +1,4 @@
-from kdcore.strategies.base import (
+from kdcore.methods.strategies.base import (
     TEMPERATURE_SCHEDULES,
     WEIGHTINGS,
     TemperatureSchedule,
@@ -10,4 +10,4 @@ from kdcore.strategies.base import (
 __all__ = ["TEMPERATURE_SCHEDULES", "WEIGHTINGS", "TemperatureSchedule", "Weighting",
            "register_schedule", "register_weighting"]
 
-from kdcore.strategies import adaptive  # noqa: E402,F401  (registers uncertainty, confidence, c2kd)
+from kdcore.methods.strategies import adaptive  # noqa: E402,F401  (registers uncertainty, confidence, c2kd)

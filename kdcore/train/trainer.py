@@ -18,15 +18,15 @@ import torch
 from torch import Tensor, nn
 
 from kdcore.data.base import TensorData
-from kdcore.engine import distributed as dist
-from kdcore.engine import fastpath
-from kdcore.engine.cache import TeacherCache
-from kdcore.engine.evaluate import attention_by_class, evaluate
-from kdcore.engine.events import AttentionSnapshot, EpochMetrics, Event, PhaseStarted, StepLosses
-from kdcore.losses.base import DistillLoss, StepContext
+from kdcore.train import distributed as dist
+from kdcore.train import fastpath
+from kdcore.train.cache import TeacherCache
+from kdcore.train.evaluate import attention_by_class, evaluate
+from kdcore.core.events import AttentionSnapshot, EpochMetrics, Event, PhaseStarted, StepLosses
+from kdcore.methods.losses.base import DistillLoss, StepContext
 from kdcore.models.output import ModelOutput
-from kdcore.spec import TrainSpec
-from kdcore.strategies.base import TemperatureSchedule, Weighting
+from kdcore.core.spec import TrainSpec
+from kdcore.methods.strategies.base import TemperatureSchedule, Weighting
 
 
 class StopRequested(Exception):

@@ -12,9 +12,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from kdcore.losses import functional as LF
-from kdcore.losses._select import Regressor, common_modalities
-from kdcore.losses.base import DistillLoss, LossSetup, StepContext, register
+from kdcore.methods.losses import functional as LF
+from kdcore.methods.losses._select import Regressor, common_modalities
+from kdcore.methods.losses.base import DistillLoss, LossSetup, StepContext, register
 from kdcore.models.output import ModelOutput
 
 

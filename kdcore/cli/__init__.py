@@ -13,7 +13,7 @@ import time
 from typing import Callable
 
 from kdcore.presets import DEFAULT_PRESET, PRESETS, PresetError, load_preset, measured_for
-from kdcore.spec import ExperimentSpec, SpecError
+from kdcore.core.spec import ExperimentSpec, SpecError
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = {}
 
@@ -99,7 +99,7 @@ def _extra_columns(phases: dict) -> list[tuple[str, str]]:
 
 
 def _efficiency_lines(phases: dict) -> list[str]:
-    """Efficiency columns (kdcore.engine.efficiency): FLOPs, CPU latency, size, compression, speed-up."""
+    """Efficiency columns (kdcore.train.efficiency): FLOPs, CPU latency, size, compression, speed-up."""
     rows = {n: r for n, r in phases.items() if isinstance(r.get("flops"), (int, float))}
     if not rows:
         return []
@@ -143,7 +143,7 @@ def result_table(result: dict, stored: dict | None = None) -> str:
     if (result.get("data") or {}).get("regime"):
         lines.append(f"data regime: {result['data']['regime']}")
     if result.get("kd_gain") is not None:
-        from kdcore.engine.verdict import run_verdict
+        from kdcore.core.verdict import run_verdict
 
         lines.append("Verdict: " + run_verdict(result, stored, repeat_hint="run `python -m kdcore sweep` with the "
                                                   "same --preset/--set and --seeds 3"))
@@ -166,12 +166,12 @@ def _run_args(p):
 def _run(args) -> int:
     import torch
 
-    from kdcore.engine.experiment import Experiment
+    from kdcore.pipeline.experiment import Experiment
 
     spec = spec_from_args(args)
     if spec.train.threads:
         torch.set_num_threads(spec.train.threads)
-    from kdcore.engine import distributed as dist
+    from kdcore.train import distributed as dist
 
     dist.init_from_env(spec.train.device)  # under torchrun: process group; only rank 0 logs and saves
     if not dist.is_main():
@@ -227,8 +227,8 @@ def _methods_args(p):
 
 
 def _methods(args) -> int:
-    from kdcore.losses import LOSSES
-    from kdcore.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
+    from kdcore.methods.losses import LOSSES
+    from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
 
     rows = [{"name": n, "kind": "loss", "family": c.family, "summary": c.summary, "paper": c.paper,
              "default_weight": c.default_weight, "defaults": c.defaults} for n, c in sorted(LOSSES.items())]
@@ -236,7 +236,7 @@ def _methods(args) -> int:
              for n, c in WEIGHTINGS.items()]
     rows += [{"name": n, "kind": "temperature", "summary": c.summary, "defaults": c.defaults}
              for n, c in TEMPERATURE_SCHEDULES.items()]
-    from kdcore.engine.phases import PHASE_PARAMS, PHASE_SUMMARY
+    from kdcore.pipeline.recipes.extra import PHASE_PARAMS, PHASE_SUMMARY
 
     rows += [{"name": n, "kind": "phase", "summary": PHASE_SUMMARY[n], "defaults": PHASE_PARAMS[n]}
              for n in PHASE_PARAMS]
@@ -267,13 +267,13 @@ def _sweep_args(p):
 
 
 def _sweep(args) -> int:
-    from kdcore.engine.sweep import run_sweep, sweep_table
+    from kdcore.pipeline.sweep import run_sweep, sweep_table
 
     spec = spec_from_args(args)
     if args.seeds < 1:
         raise UsageError("--seeds must be ≥ 1")
     if args.vary:
-        from kdcore.engine.grid import parse_vary, run_grid
+        from kdcore.pipeline.grid import parse_vary, run_grid
         from kdcore.store.registry import default_root
 
         try:
@@ -310,7 +310,7 @@ def _explain(args) -> int:
     from kdcore.explain.attribution import AttributionError, AttributionParams
     from kdcore.explain.report import explain_report, report_table
     from kdcore.explain.runs import RunError
-    from kdcore.store.checkpoints import CheckpointError
+    from kdcore.models.checkpoints import CheckpointError
 
     try:
         params = AttributionParams(steps=args.steps, window=args.window, baseline=args.baseline,
@@ -326,9 +326,9 @@ command("explain", "attention α, attribution shares and teacher–student agree
     (_explain_args, _explain))
 
 
-# ---- runs, resume, export, delete, import-data (kdcore.store.commands) -----------------------
+# ---- runs, resume, export, delete, import-data (kdcore.cli.store_commands) -----------------------
 def _register_store_commands() -> None:
-    from kdcore.store.commands import COMMANDS as STORE_COMMANDS
+    from kdcore.cli.store_commands import COMMANDS as STORE_COMMANDS
 
     for name, help_, pair in STORE_COMMANDS:
         command(name, help_)(pair)

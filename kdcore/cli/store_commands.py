@@ -306,7 +306,7 @@ def _import(args) -> int:
         print(report.summary(max_errors=args.max_errors))
     if args.spec:
         from kdcore.data.custom import starter_spec
-        from kdcore.spec import SpecError
+        from kdcore.core.spec import SpecError
 
         if not report.kept:
             raise _usage("no usable rows: no spec written")

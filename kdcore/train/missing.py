@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from kdcore.data.base import Split
-from kdcore.engine.evaluate import evaluate
+from kdcore.train.evaluate import evaluate
 
 
 def missing_modality_accuracy(model: nn.Module, split: Split, modalities: list[str],

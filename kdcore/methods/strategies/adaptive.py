@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdcore.models.output import ModelOutput
-from kdcore.strategies.base import Weighting, register_weighting
+from kdcore.methods.strategies.base import Weighting, register_weighting
 
 TARGET_MASK = 1000.0  # subtracted from the target logit (DKD's NCKD trick)
 

@@ -77,12 +77,12 @@ def build_ensemble(exp, main: nn.Module) -> EnsembleTeacher:
     """Train every member teacher (CE, teacher epochs and lr, events like the main teacher's),
     freeze it, and wrap everything in an :class:`EnsembleTeacher`; reports the ensemble's own
     accuracy as phase ``ensemble``."""
-    from kdcore.engine.evaluate import evaluate
-    from kdcore.engine.events import PhaseFinished
-    from kdcore.engine.trainer import PhaseConfig, PhaseResult
-    from kdcore.losses import LOSSES, LossSetup
+    from kdcore.train.evaluate import evaluate
+    from kdcore.core.events import PhaseFinished
+    from kdcore.train.trainer import PhaseConfig, PhaseResult
+    from kdcore.methods.losses import LOSSES, LossSetup
     from kdcore.models import build_model, count_parameters
-    from kdcore.strategies.base import TEMPERATURE_SCHEDULES, WEIGHTINGS
+    from kdcore.methods.strategies.base import TEMPERATURE_SCHEDULES, WEIGHTINGS
 
     spec = exp.spec
     ens = spec.distill.ensemble

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdcore.losses.functional import as_map
+from kdcore.methods.losses.functional import as_map
 from kdcore.models.output import ModelOutput
 
 

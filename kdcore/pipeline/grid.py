@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from kdcore.engine.experiment import Experiment
-from kdcore.engine.verdict import seed_verdict
-from kdcore.spec import ExperimentSpec, SpecError, apply_assignment, validate_spec
+from kdcore.pipeline.experiment import Experiment
+from kdcore.core.verdict import seed_verdict
+from kdcore.core.spec import ExperimentSpec, SpecError, apply_assignment, validate_spec
 
 KD_ONLY = ("distill.temperature", "distill.losses", "distill.weighting", "distill.weighting_params",
            "distill.temperature_schedule", "distill.temperature_params")

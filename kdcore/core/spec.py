@@ -218,7 +218,7 @@ class DistillSpec(Strict):
     @field_validator("losses")
     @classmethod
     def _losses_known(cls, v: dict[str, LossTerm]) -> dict[str, LossTerm]:
-        from kdcore.losses import LOSSES
+        from kdcore.methods.losses import LOSSES
 
         if not v:
             raise ValueError("distill.losses needs at least one term")
@@ -235,7 +235,7 @@ class DistillSpec(Strict):
     @classmethod
     def _default_weights(cls, v: Any) -> Any:
         """A loss listed without a weight gets its method's default weight (e.g. FitNets 100)."""
-        from kdcore.losses import LOSSES
+        from kdcore.methods.losses import LOSSES
 
         if isinstance(v, dict):
             v = {name: ({**term, "weight": LOSSES[name].default_weight}
@@ -245,7 +245,7 @@ class DistillSpec(Strict):
 
     @model_validator(mode="after")
     def _strategies_known(self) -> "DistillSpec":
-        from kdcore.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
+        from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
 
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"unknown weighting {self.weighting!r}; allowed: {', '.join(WEIGHTINGS)}")
@@ -254,7 +254,7 @@ class DistillSpec(Strict):
                 f"unknown temperature_schedule {self.temperature_schedule!r}; "
                 f"allowed: {', '.join(TEMPERATURE_SCHEDULES)}"
             )
-        from kdcore.engine.phases import check_phase_params
+        from kdcore.pipeline.recipes.extra import check_phase_params
 
         check_phase_params(self.extra_phases, self.phase_params)
         return self
