@@ -12,16 +12,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-ENCODER_ARCHS = ("cnn", "resnet18", "mobilenet_v2", "shufflenet_v2_x0_5", "gru", "transformer", "mlp")
-# Which encoders make sense for which kind of modality input.
-ARCHS_BY_KIND = {
-    "image": ("cnn", "resnet18", "mobilenet_v2", "shufflenet_v2_x0_5", "mlp"),
-    "spectrogram": ("cnn", "resnet18", "mobilenet_v2", "shufflenet_v2_x0_5", "mlp"),
-    "tokens": ("gru", "transformer"),
-    "vector": ("mlp",),
-}
-DEFAULT_ARCH = {"image": "cnn", "spectrogram": "cnn", "tokens": "gru", "vector": "mlp"}
-FUSIONS = ("attention", "concat", "mean")
+from kdcore.core import catalog as C
+
+# From the registries (kdcore.models.encoders / fusion), through the generated catalog: no hand-kept lists.
+ENCODER_ARCHS = tuple(C.encoder_archs())
+ARCHS_BY_KIND = C.archs_by_kind()  # which encoders make sense for which kind of modality input
+DEFAULT_ARCH = C.default_arch()
+FUSIONS = tuple(C.names("fusions"))
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -108,7 +105,7 @@ class DataSpec(Strict):
 
     @model_validator(mode="after")
     def _check_dataset(self) -> "DataSpec":
-        cls = self.dataset_class()  # unknown dataset / bad data.path -> a field-naming error
+        cls = self.dataset_info()  # unknown dataset / bad data.path -> a field-naming error
         available = cls.modality_names()
         knobs = cls.noise_knobs()
         for key, value in self.noise.items():
@@ -127,11 +124,10 @@ class DataSpec(Strict):
                 )
         if self.train_fraction + self.val_fraction >= 1.0:
             raise ValueError("train_fraction + val_fraction must be < 1 (the rest is the test split)")
-        from kdcore.data.tasks import AUX_TASKS
-
-        bad = [t for t in self.aux_tasks if t not in AUX_TASKS]
+        aux_tasks = C.names("aux_tasks")
+        bad = [t for t in self.aux_tasks if t not in aux_tasks]
         if bad:
-            raise ValueError(f"data.aux_tasks: unknown {bad}; allowed: {', '.join(AUX_TASKS)}")
+            raise ValueError(f"data.aux_tasks: unknown {bad}; allowed: {', '.join(aux_tasks)}")
         n_classes = cls.class_count(self.noise)
         if n_classes is not None:
             r = self.regime
@@ -147,10 +143,15 @@ class DataSpec(Strict):
         return self
 
     def all_modalities(self) -> list[str]:
-        return list(self.modalities or self.dataset_class().modality_names())
+        return list(self.modalities or self.dataset_info().modality_names())
+
+    def dataset_info(self) -> C.DatasetInfo:
+        """The dataset's modalities, kinds, noise knobs and class count (for ``custom``: the modalities
+        found at ``data.path``, headers only), from the catalog — no data is loaded."""
+        return C.dataset_info(self.dataset, self.path)
 
     def dataset_class(self):
-        """The dataset class (for ``custom``: with the modalities found at ``data.path``)."""
+        """The dataset class that loads the data (imports the data layer, and torch)."""
         from kdcore.data.custom import dataset_class
 
         return dataset_class(self.dataset, self.path)
@@ -174,10 +175,17 @@ class ModelSpec(Strict):
     encoders: dict[str, EncoderSpec] = Field(default_factory=dict, description="per-modality encoder")
     encoder: EncoderSpec = Field(default_factory=EncoderSpec, description="default for modalities not listed")
     feature_dim: int = Field(64, ge=2, le=2048)
-    fusion: Literal["attention", "concat", "mean"] = "attention"
+    fusion: str = Field("attention", description="how modality features are fused (a registered fusion)")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     modality_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="train-time prob. of dropping a modality")
     checkpoint: str | None = Field(None, description="safetensors file to load instead of training (teacher)")
+
+    @field_validator("fusion")
+    @classmethod
+    def _fusion_known(cls, v: str) -> str:
+        if v not in FUSIONS:
+            raise ValueError(f"unknown fusion {v!r}; allowed: {', '.join(FUSIONS)}")
+        return v
 
     def encoder_for(self, modality: str) -> EncoderSpec:
         return self.encoders.get(modality, self.encoder)
@@ -218,14 +226,13 @@ class DistillSpec(Strict):
     @field_validator("losses")
     @classmethod
     def _losses_known(cls, v: dict[str, LossTerm]) -> dict[str, LossTerm]:
-        from kdcore.methods.losses import LOSSES
-
+        losses = C.catalog()["losses"]
         if not v:
             raise ValueError("distill.losses needs at least one term")
         for name, term in v.items():
-            if name not in LOSSES:
-                raise ValueError(f"unknown loss {name!r}; allowed: {', '.join(sorted(LOSSES))}")
-            allowed = LOSSES[name].defaults
+            if name not in losses:
+                raise ValueError(f"unknown loss {name!r}; allowed: {', '.join(sorted(losses))}")
+            allowed = losses[name]["defaults"]
             bad = sorted(set(term.params) - set(allowed))
             if bad:
                 raise ValueError(f"distill.losses.{name}.params: unknown {bad}; allowed: {', '.join(allowed) or 'none'}")
@@ -235,18 +242,16 @@ class DistillSpec(Strict):
     @classmethod
     def _default_weights(cls, v: Any) -> Any:
         """A loss listed without a weight gets its method's default weight (e.g. FitNets 100)."""
-        from kdcore.methods.losses import LOSSES
-
+        losses = C.catalog()["losses"]
         if isinstance(v, dict):
-            v = {name: ({**term, "weight": LOSSES[name].default_weight}
-                        if isinstance(term, dict) and "weight" not in term and name in LOSSES else term)
+            v = {name: ({**term, "weight": losses[name]["default_weight"]}
+                        if isinstance(term, dict) and "weight" not in term and name in losses else term)
                  for name, term in v.items()}
         return v
 
     @model_validator(mode="after")
     def _strategies_known(self) -> "DistillSpec":
-        from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
-
+        WEIGHTINGS, TEMPERATURE_SCHEDULES = C.names("weightings"), C.names("schedules")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"unknown weighting {self.weighting!r}; allowed: {', '.join(WEIGHTINGS)}")
         if self.temperature_schedule not in TEMPERATURE_SCHEDULES:
@@ -254,10 +259,33 @@ class DistillSpec(Strict):
                 f"unknown temperature_schedule {self.temperature_schedule!r}; "
                 f"allowed: {', '.join(TEMPERATURE_SCHEDULES)}"
             )
-        from kdcore.pipeline.recipes.extra import check_phase_params
-
         check_phase_params(self.extra_phases, self.phase_params)
         return self
+
+
+def check_phase_params(extra_phases: list[str], phase_params: dict[str, dict[str, Any]]) -> None:
+    """Known phase names, known parameters, values in range (messages name the field); the phases
+    and their parameter ranges come from the registry (kdcore.pipeline.recipes) via the catalog."""
+    phases = C.catalog()["phases"]
+    for name in extra_phases:
+        if name not in phases:
+            raise ValueError(f"extra_phases: unknown phase {name!r}; allowed: {', '.join(sorted(phases))}")
+    if len(set(extra_phases)) != len(extra_phases):
+        raise ValueError("extra_phases: a phase is listed twice")
+    with_params = [n for n, p in phases.items() if p["params"]]
+    for name, params in phase_params.items():
+        if name not in with_params:
+            raise ValueError(f"phase_params: unknown phase {name!r}; allowed: {', '.join(with_params)}")
+        if not isinstance(params, dict):
+            raise ValueError(f"phase_params.{name} must be a mapping of parameters")
+        schema = phases[name]["params"]
+        for key in params:
+            if key not in schema:
+                raise ValueError(f"phase_params.{name}: unknown parameter {key!r}; allowed: {', '.join(schema)}")
+        C.check_params(f"phase_params.{name}", params, schema)
+        merged = {**{k: r["default"] for k, r in schema.items()}, **params}
+        if name.startswith("prune") and not merged["start"] < merged["end"]:
+            raise ValueError(f"phase_params.{name}: start must be < end")
 
 
 class TrainSpec(Strict):
@@ -289,7 +317,7 @@ class ExperimentSpec(Strict):
     @model_validator(mode="after")
     def _check_models(self) -> "ExperimentSpec":
         data_mods = self.data.all_modalities()
-        kinds = self.data.dataset_class().modality_kinds()
+        kinds = self.data.dataset_info().modality_kinds()
         for role in ("teacher", "student"):
             model: ModelSpec = getattr(self, role)
             mods = model.modalities if model.modalities is not None else data_mods

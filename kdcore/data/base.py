@@ -108,6 +108,7 @@ class MultimodalDataset(ABC):
     pairing_note: ClassVar[str] = ""
     MODALITIES: ClassVar[dict[str, str]]  # name -> kind
     NUM_CLASSES: ClassVar[int | None] = None  # known before loading (None: read from the data)
+    CLASS_KNOB: ClassVar[tuple[str, int] | None] = None  # (noise knob, default) that sets the class count
 
     @classmethod
     def modality_names(cls) -> list[str]:
@@ -125,6 +126,9 @@ class MultimodalDataset(ABC):
     @classmethod
     def class_count(cls, noise: dict[str, float]) -> int | None:
         """Number of classes, when known from the spec alone (for validating class indices)."""
+        if cls.CLASS_KNOB is not None:
+            knob, default = cls.CLASS_KNOB
+            return int(round(float((noise or {}).get(knob, default))))
         return cls.NUM_CLASSES
 
     @abstractmethod

@@ -60,6 +60,7 @@ class MFHGauss(MultimodalDataset):
     pairing_note = ("Instance-paired: both views of a sample are generated from the same latent vector u "
                     "(shared latents identical in both).")
     MODALITIES = {T_VIEW: "vector", S_VIEW: "vector"}
+    CLASS_KNOB = ("classes", 2)  # the number of classes is the ``classes`` knob (default 2)
 
     @classmethod
     def noise_knobs(cls):
@@ -70,10 +71,6 @@ class MFHGauss(MultimodalDataset):
             "mix": (0.0, 1.0, "≥ 0.5: rotate each view by a random orthogonal matrix (default 1); < 0.5: no mixing"),
         }
 
-    @classmethod
-    def class_count(cls, noise: dict[str, float] | None = None) -> int:
-        """Number of classes for these knobs (the ``classes`` knob, default 2)."""
-        return int(round(float((noise or {}).get("classes", 2))))
 
     def load(self, spec) -> TensorData:
         knobs = spec.noise

@@ -12,11 +12,19 @@ from torch import Tensor, nn
 from kdcore.data.base import ModalityInfo
 
 ENCODERS: dict[str, Callable[..., "Encoder"]] = {}
+ENCODER_KINDS: dict[str, tuple[str, ...]] = {}  # architecture -> the modality kinds it fits
+DEFAULT_FOR: dict[str, str] = {}  # modality kind -> default architecture
 
 
-def register(name: str):
+def register(name: str, kinds: tuple[str, ...], default_for: tuple[str, ...] = ()):
+    """Register an encoder builder for the modality ``kinds`` it fits (and as the default
+    architecture of ``default_for`` kinds); spec validation reads this through the catalog."""
+
     def deco(fn):
         ENCODERS[name] = fn
+        ENCODER_KINDS[name] = tuple(kinds)
+        for kind in default_for:
+            DEFAULT_FOR[kind] = name
         return fn
 
     return deco
@@ -159,16 +167,16 @@ class TransformerTextEncoder(Encoder):
         return self.proj(pooled), [h]
 
 
-@register("cnn")
+@register("cnn", kinds=("image", "spectrogram"), default_for=("image", "spectrogram"))
 def _cnn(info: ModalityInfo, width: int, depth: int, dim: int) -> Encoder:
     return CNNEncoder(info.shape[0], info.shape[1:], width, depth, dim)
 
 
 for _arch in ("resnet18", "mobilenet_v2", "shufflenet_v2_x0_5"):
-    register(_arch)(lambda info, width, depth, dim, _a=_arch: TorchvisionEncoder(_a, info.shape[0], dim))
+    register(_arch, kinds=("image", "spectrogram"))(lambda info, width, depth, dim, _a=_arch: TorchvisionEncoder(_a, info.shape[0], dim))
 
 
-@register("mlp")
+@register("mlp", kinds=("image", "spectrogram", "vector"), default_for=("vector",))
 def _mlp(info: ModalityInfo, width: int, depth: int, dim: int) -> Encoder:
     in_dim = 1
     for s in info.shape:
@@ -176,11 +184,11 @@ def _mlp(info: ModalityInfo, width: int, depth: int, dim: int) -> Encoder:
     return MLPEncoder(in_dim, width, depth, dim)
 
 
-@register("gru")
+@register("gru", kinds=("tokens",), default_for=("tokens",))
 def _gru(info: ModalityInfo, width: int, depth: int, dim: int) -> Encoder:
     return GRUTextEncoder(info.vocab_size, width, depth, dim)
 
 
-@register("transformer")
+@register("transformer", kinds=("tokens",))
 def _transformer(info: ModalityInfo, width: int, depth: int, dim: int) -> Encoder:
     return TransformerTextEncoder(info.vocab_size, width, depth, dim, max_len=max(64, info.shape[0]))

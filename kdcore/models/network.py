@@ -6,10 +6,10 @@ import torch
 from torch import Tensor, nn
 
 from kdcore.data.base import ModalityInfo
-from kdcore.models.encoders import ENCODERS
+from kdcore.models.encoders import DEFAULT_FOR, ENCODERS
 from kdcore.models.fusion import FUSIONS
 from kdcore.models.output import ModelOutput
-from kdcore.core.spec import DEFAULT_ARCH, ModelSpec
+from kdcore.core.spec import ModelSpec
 
 
 class MultimodalNet(nn.Module):
@@ -23,7 +23,7 @@ class MultimodalNet(nn.Module):
         encs = {}
         for m in modalities:
             es = spec.encoder_for(m)
-            arch = es.arch or DEFAULT_ARCH[infos[m].kind]
+            arch = es.arch or DEFAULT_FOR[infos[m].kind]
             encs[m] = ENCODERS[arch](infos[m], es.width, es.depth, dim)
         self.encoders = nn.ModuleDict(encs)
         self.fusion = FUSIONS[spec.fusion](len(modalities), dim)

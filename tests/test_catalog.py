@@ -1,0 +1,57 @@
+"""The catalog the spec validates against is generated from the live registries, and the spec,
+the presets and validation of a YAML file import no torch."""
+
+import subprocess
+import sys
+
+from kdcore.core import catalog as C
+from kdcore.pipeline.catalog import render
+
+
+def test_catalog_json_matches_the_registries():
+    current = C.CATALOG_FILE.read_text(encoding="utf-8")
+    assert current == render(), "kdcore/core/catalog.json is out of date: run python -m kdcore.pipeline.catalog --write"
+
+
+def test_catalog_sections_follow_the_registries():
+    from kdcore.data import DATASETS
+    from kdcore.methods.losses import LOSSES
+    from kdcore.models.encoders import ENCODERS
+
+    assert C.names("losses") == list(LOSSES)
+    assert C.names("datasets") == list(DATASETS)
+    assert C.encoder_archs() == list(ENCODERS)
+    assert C.archs_by_kind()["tokens"] == ("gru", "transformer")
+    assert C.default_arch()["vector"] == "mlp"
+    assert C.dataset_info("mfh-gauss").class_count({"classes": 4}) == 4
+    assert C.dataset_info("digits-av").class_count({}) == 10
+
+
+def test_check_params_names_the_field_and_range():
+    schema = {"epsilon": {"default": 0.25, "min": 0.0, "max": 10.0}}
+    C.check_params("phase_params.ard", {"epsilon": 1.0}, schema)
+    for bad, words in (({"epsilon": 11}, "phase_params.ard.epsilon=11: allowed range [0.0, 10.0]"),
+                       ({"eps": 1}, "unknown ['eps']")):
+        try:
+            C.check_params("phase_params.ard", bad, schema)
+        except ValueError as exc:
+            assert words in str(exc)
+        else:
+            raise AssertionError("no error")
+
+
+def test_spec_and_presets_import_no_torch(tmp_path):
+    code = (
+        "import sys\n"
+        "from kdcore.core.spec import ExperimentSpec\n"
+        "from kdcore.presets import PRESETS, load_preset\n"
+        "specs = [load_preset(p) for p in PRESETS]\n"
+        "ExperimentSpec.load(sys.argv[1])\n"
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'torchvision')))\n"
+        "print(len(specs), bad[:3])\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    spec = tmp_path / "s.yaml"
+    spec.write_text("data: {dataset: mfeat}\ndistill: {losses: {kd: {weight: 1}}, extra_phases: [ard]}\n")
+    out = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
