@@ -120,7 +120,7 @@ def test_tensorboard_can_be_switched_off_and_never_breaks_a_run(tmp_path, monkey
     monkeypatch.delenv("KDLAB_TENSORBOARD")
     from kdcore.store import tensorboard_log
 
-    def boom(self, kind, ev):
+    def boom(self, ev):
         raise OSError("disk full")
 
     monkeypatch.setattr(tensorboard_log.TensorBoardWriter, "_handle", boom)

@@ -6,6 +6,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from kdcore.core.status import RunStatus
+
 
 @dataclass
 class Event:
@@ -105,12 +107,14 @@ class RunFinished(Event):
 class RunStopped(Event):
     phase: str
     message: str = "stopped by the user"
+    status = RunStatus.STOPPED
 
 
 @dataclass
 class RunFailed(Event):
     phase: str
     message: str
+    status = RunStatus.FAILED
 
 
 @dataclass
@@ -118,7 +122,22 @@ class RunDiverged(Event):
     phase: str
     step: int
     message: str
+    status = RunStatus.DIVERGED
 
 
+RunFinished.status = RunStatus.FINISHED  # how each terminal event ends a run
 Subscriber = Callable[[Event], None]
 TERMINAL = (RunFinished, RunStopped, RunFailed, RunDiverged)
+RunEnded = RunStopped | RunFailed | RunDiverged  # a run that did not finish (has .phase, .message)
+EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in (
+    RunStarted, PhaseStarted, StepLosses, EpochMetrics, AttentionSnapshot, AttributionSnapshot, PhaseFinished,
+    RunFinished, RunStopped, RunFailed, RunDiverged)}
+
+
+def event_from_dict(d: dict[str, Any]) -> Event:
+    """The typed event of one ``events.jsonl`` line (``to_dict`` output); unknown fields are dropped."""
+    import dataclasses
+
+    cls = EVENT_TYPES[d["kind"]]
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in names})

@@ -37,6 +37,7 @@ from kdcore.train.trainer import Diverged, PhaseConfig, PhaseResult, StopRequest
 from kdcore.methods.losses import LOSSES, DistillLoss, LossSetup
 from kdcore.models import MultimodalNet, build_model, count_parameters
 from kdcore.core.spec import ExperimentSpec
+from kdcore.core.status import RunStatus
 from kdcore.models.checkpoints import load_into, save_state
 from kdcore.store import resume as resume_store
 from kdcore.store.folder import RunFolderWriter, new_run_dir
@@ -56,7 +57,7 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass
 class ExperimentResult:
-    status: str  # finished | stopped | failed | diverged
+    status: RunStatus  # how the run ended: one of kdcore.core.status.DONE
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)
     message: str = ""
     run_dir: str | None = None
@@ -280,13 +281,13 @@ class Experiment:
             self._run_phase(self.student_phase("kd", spec.distill.losses))
             for extra in spec.distill.extra_phases:
                 self._run_phase(EXTRA_PHASES[extra](self))
-            result = self._result("finished")
+            result = self._result(RunStatus.FINISHED)
             self.emit(RunFinished(result.to_dict()))
         except StopRequested:
-            result = self._result("stopped", "stopped by the user")
+            result = self._result(RunStatus.STOPPED, "stopped by the user")
             self.emit(RunStopped(self._phase))
         except Diverged as exc:
-            result = self._result("diverged", str(exc))
+            result = self._result(RunStatus.DIVERGED, str(exc))
             self.emit(RunDiverged(exc.phase, exc.step, str(exc)))
         except Exception as exc:  # a crash in a phase ends this run only
             msg = f"{type(exc).__name__}: {exc}"
@@ -294,7 +295,7 @@ class Experiment:
                 msg = (f"CUDA out of memory in phase {self._phase} with train.batch_size="
                        f"{spec.train.batch_size}: try a smaller batch size (e.g. {max(1, spec.train.batch_size // 2)})"
                        f", smaller models (width / feature_dim) or train.device=cpu")
-            result = self._result("failed", msg)
+            result = self._result(RunStatus.FAILED, msg)
             if self.run_dir is not None:
                 (self.run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
             self.emit(RunFailed(self._phase, msg))
@@ -309,7 +310,7 @@ class Experiment:
         self.final = result
         return result
 
-    def _result(self, status: str, message: str = "") -> ExperimentResult:
+    def _result(self, status: RunStatus, message: str = "") -> ExperimentResult:
         phases = {}
         for name, res in self.results.items():
             model = self.models.get(name)
@@ -336,7 +337,7 @@ class Experiment:
 
     def _result_dict_safe(self) -> dict[str, Any]:
         final = getattr(self, "final", None)
-        return (final or self._result("failed", "interrupted")).to_dict()
+        return (final or self._result(RunStatus.FAILED, "interrupted")).to_dict()
 
 
 from kdcore.pipeline.recipes import extra as _phases  # noqa: E402,F401  (registers ard, prune_kd, prune_ce)

@@ -31,12 +31,23 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
-from kdcore.core.events import TERMINAL, Event
+from kdcore.core.events import (
+    TERMINAL,
+    EpochMetrics,
+    Event,
+    PhaseFinished,
+    PhaseStarted,
+    RunStarted,
+    StepLosses,
+)
+from kdcore.core.status import RunStatus
 from kdcore.core.spec import ExperimentSpec
 
-QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED = "queued", "running", "finished", "stopped", "failed", "diverged"
+# statuses come from the one enum (kdcore.core.status); short names for this module
+QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.FINISHED,
+                                                        RunStatus.STOPPED, RunStatus.FAILED, RunStatus.DIVERGED)
 STATUSES = (QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED)
-DONE_STATUSES = (FINISHED, STOPPED, FAILED, DIVERGED)
+from kdcore.core.status import DONE as DONE_STATUSES  # noqa: E402
 
 EpochCallback = Callable[[Any, str, int, Any], None]  # (experiment, phase, epoch, model)
 ExperimentFactory = Callable[[list], Any]  # subscribers -> kdcore.pipeline.experiment.Experiment
@@ -322,35 +333,36 @@ class Job:
             if buf is None:
                 buf = self._buffers[kind] = DecimatingBuffer(self.buffer_cap)
             buf.append(d)
-            if kind == "RunStarted":
-                self._phase_order = list(d["phases"])
-                self.run_dir = d.get("run_dir")
-                for p in self._phase_order:
-                    self._clocks.setdefault(p, _PhaseClock(p))
-            elif kind == "PhaseStarted":
-                clock = self._clocks.setdefault(d["phase"], _PhaseClock(d["phase"]))
-                if d["phase"] not in self._phase_order:
-                    self._phase_order.append(d["phase"])
-                clock.state, clock.epochs, clock.steps_per_epoch = "running", d["epochs"], d["steps_per_epoch"]
-                clock.resumed_at = None if self.paused else now
-                self._current = d["phase"]
-            elif kind == "StepLosses":
-                clock = self._clocks.get(d["phase"])
-                if clock is not None:
-                    clock.step = d["step"] + 1
-            elif kind == "EpochMetrics":
-                clock = self._clocks.get(d["phase"])
-                if clock is not None:
-                    clock.epoch = d["epoch"]
-            elif kind == "PhaseFinished":
-                clock = self._clocks.setdefault(d["phase"], _PhaseClock(d["phase"]))
-                if clock.resumed_at is not None:
-                    clock.active += now - clock.resumed_at
-                    clock.resumed_at = None
-                clock.state = "done"
-                if clock.steps_per_epoch:
-                    clock.step = clock.epochs * clock.steps_per_epoch
-                    clock.epoch = clock.epochs
+            match ev:
+                case RunStarted(phases=phases, run_dir=run_dir):
+                    self._phase_order = list(phases)
+                    self.run_dir = run_dir
+                    for p in self._phase_order:
+                        self._clocks.setdefault(p, _PhaseClock(p))
+                case PhaseStarted(phase=phase):
+                    clock = self._clocks.setdefault(phase, _PhaseClock(phase))
+                    if phase not in self._phase_order:
+                        self._phase_order.append(phase)
+                    clock.state, clock.epochs, clock.steps_per_epoch = "running", ev.epochs, ev.steps_per_epoch
+                    clock.resumed_at = None if self.paused else now
+                    self._current = phase
+                case StepLosses(phase=phase, step=step):
+                    clock = self._clocks.get(phase)
+                    if clock is not None:
+                        clock.step = step + 1
+                case EpochMetrics(phase=phase, epoch=epoch):
+                    clock = self._clocks.get(phase)
+                    if clock is not None:
+                        clock.epoch = epoch
+                case PhaseFinished(phase=phase):
+                    clock = self._clocks.setdefault(phase, _PhaseClock(phase))
+                    if clock.resumed_at is not None:
+                        clock.active += now - clock.resumed_at
+                        clock.resumed_at = None
+                    clock.state = "done"
+                    if clock.steps_per_epoch:
+                        clock.step = clock.epochs * clock.steps_per_epoch
+                        clock.epoch = clock.epochs
         for sub in self.subscribers:
             try:
                 sub(ev)
@@ -386,7 +398,7 @@ class Job:
 
     def _finish(self, status: str, message: str, result: dict | None = None, signal: bool = True) -> None:
         with self._lock:
-            self.status = status if status in DONE_STATUSES else FAILED
+            self.status = RunStatus(status) if status in DONE_STATUSES else FAILED
             self.message = message
             self.result = result
             self.ended = time.time()

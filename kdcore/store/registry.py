@@ -29,11 +29,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from kdcore.core.events import Event
+from kdcore.core.events import (
+    AttentionSnapshot,
+    EpochMetrics,
+    Event,
+    PhaseFinished,
+    PhaseStarted,
+    RunDiverged,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+    StepLosses,
+)
+from kdcore.core.status import ACTIVE, RESUMABLE, RunStatus
 
-STATUSES = ("queued", "running", "finished", "stopped", "failed", "diverged", "interrupted")
-ACTIVE = ("queued", "running")
-RESUMABLE = ("interrupted", "stopped", "failed")
+STATUSES = tuple(RunStatus)
 DB_NAME = "registry.sqlite"
 LOG_NAME = "run.log"
 
@@ -171,12 +182,12 @@ class Registry:
         return _Tx()
 
     # ---- writes ------------------------------------------------------------------------
-    def create(self, run_id: str, name: str, run_dir: str | Path, spec=None, status: str = "running",
+    def create(self, run_id: str, name: str, run_dir: str | Path, spec=None, status: str = RunStatus.RUNNING,
                pid: int | None = None) -> RunRecord:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; allowed: {', '.join(STATUSES)}")
         now = time.time()
-        pid = os.getpid() if pid is None and status == "running" else pid
+        pid = os.getpid() if pid is None and status == RunStatus.RUNNING else pid
         with self._tx() as con:
             con.execute(
                 "INSERT INTO runs (id, name, status, pid, proc_start, created, updated, run_dir, spec_hash, message)"
@@ -334,41 +345,40 @@ class RegistrySubscriber:
         self._lock = threading.Lock()
 
     def __call__(self, ev: Event) -> None:
-        kind = ev.kind
-        if kind == "StepLosses" or kind == "AttentionSnapshot":
+        if isinstance(ev, (StepLosses, AttentionSnapshot)):
             return
         try:
             with self._lock:
-                self._handle(kind, ev)
+                self._handle(ev)
         except Exception:  # the registry must never take a training run down
             append_log(self.run_dir, "registry update failed: " + traceback.format_exc(limit=2).replace("\n", " | "))
 
-    def _handle(self, kind: str, ev: Event) -> None:
+    def _handle(self, ev: Event) -> None:
         reg, rid = self.registry, self.run_id
-        if kind == "RunStarted":
-            append_log(self.run_dir, f"started: {ev.name} (phases {', '.join(ev.phases)}), pid {os.getpid()}")
-            pid = os.getpid()
-            reg.update(rid, status="running", pid=pid, proc_start=process_start(pid), message="")
-        elif kind == "PhaseStarted":
-            append_log(self.run_dir, f"phase {ev.phase}: {ev.epochs} epochs × {ev.steps_per_epoch} steps, "
-                                     f"{ev.params:,} parameters" + (f", teacher cache {ev.teacher_cache}"
-                                                                    if ev.teacher_cache else ""))
-            reg.update(rid, phase=ev.phase, epoch=0)
-        elif kind == "EpochMetrics":
-            append_log(self.run_dir, f"{ev.phase} epoch {ev.epoch}: train loss {ev.train_loss:.4f} "
-                                     f"acc {ev.train_acc:.4f}, val loss {ev.val_loss:.4f} acc {ev.val_acc:.4f} "
-                                     f"({ev.seconds:.1f}s)")
-            reg.update(rid, phase=ev.phase, epoch=ev.epoch)
-        elif kind == "PhaseFinished":
-            append_log(self.run_dir, f"phase {ev.phase} done: best epoch {ev.best_epoch}, val {ev.val_acc:.4f}, "
-                                     f"test {ev.test_acc:.4f}")
-        elif kind == "RunFinished":
-            append_log(self.run_dir, "finished")
-            reg.update(rid, status="finished", result=ev.result, message="")
-        elif kind in ("RunStopped", "RunFailed", "RunDiverged"):
-            status = {"RunStopped": "stopped", "RunFailed": "failed", "RunDiverged": "diverged"}[kind]
-            append_log(self.run_dir, f"{status} in phase {ev.phase}: {ev.message}")
-            reg.update(rid, status=status, message=ev.message)
+        match ev:
+            case RunStarted():
+                append_log(self.run_dir, f"started: {ev.name} (phases {', '.join(ev.phases)}), pid {os.getpid()}")
+                pid = os.getpid()
+                reg.update(rid, status=RunStatus.RUNNING, pid=pid, proc_start=process_start(pid), message="")
+            case PhaseStarted():
+                append_log(self.run_dir, f"phase {ev.phase}: {ev.epochs} epochs × {ev.steps_per_epoch} steps, "
+                                         f"{ev.params:,} parameters" + (f", teacher cache {ev.teacher_cache}"
+                                                                        if ev.teacher_cache else ""))
+                reg.update(rid, phase=ev.phase, epoch=0)
+            case EpochMetrics():
+                append_log(self.run_dir, f"{ev.phase} epoch {ev.epoch}: train loss {ev.train_loss:.4f} "
+                                         f"acc {ev.train_acc:.4f}, val loss {ev.val_loss:.4f} acc {ev.val_acc:.4f} "
+                                         f"({ev.seconds:.1f}s)")
+                reg.update(rid, phase=ev.phase, epoch=ev.epoch)
+            case PhaseFinished():
+                append_log(self.run_dir, f"phase {ev.phase} done: best epoch {ev.best_epoch}, val {ev.val_acc:.4f}, "
+                                         f"test {ev.test_acc:.4f}")
+            case RunFinished():
+                append_log(self.run_dir, "finished")
+                reg.update(rid, status=ev.status, result=ev.result, message="")
+            case RunStopped() | RunFailed() | RunDiverged():
+                append_log(self.run_dir, f"{ev.status} in phase {ev.phase}: {ev.message}")
+                reg.update(rid, status=ev.status, message=ev.message)
 
 
 def track_run(experiment, registry: Registry | None = None) -> str:
@@ -380,7 +390,7 @@ def track_run(experiment, registry: Registry | None = None) -> str:
     try:
         reg = registry or open_registry(run_dir.parent)
         if reg.find(run_id) is None:
-            reg.create(run_id, experiment.spec.name, run_dir, experiment.spec, status="running")
+            reg.create(run_id, experiment.spec.name, run_dir, experiment.spec, status=RunStatus.RUNNING)
     except (sqlite3.Error, OSError) as exc:  # the run itself must not depend on the index
         append_log(run_dir, f"registry unavailable, run not indexed: {exc}")
         return run_id
@@ -398,7 +408,7 @@ def set_run_result(run_id: str, run_dir: str | Path, result: dict[str, Any]) -> 
             return
         fields: dict[str, Any] = {"result": result}
         if rec.status in ACTIVE:
-            fields.update(status="interrupted", message="the run ended without finishing; resume it")
+            fields.update(status=RunStatus.INTERRUPTED, message="the run ended without finishing; resume it")
             append_log(Path(run_dir), "interrupted")
         reg.update(run_id, **fields)
     except Exception:  # noqa: BLE001 - bookkeeping must never mask the run's own outcome

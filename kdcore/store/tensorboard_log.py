@@ -40,6 +40,18 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from kdcore.core.events import (
+    AttentionSnapshot,
+    EpochMetrics,
+    Event,
+    RunDiverged,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+    event_from_dict,
+)
+
 EVENT_PREFIX = "events.out.tfevents"
 FLUSH_STEPS = 512  # serialise buffered steps at least this often (bounds memory on very long epochs)
 _COUNTER = itertools.count()
@@ -190,10 +202,6 @@ def hparams_of(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---- the subscriber --------------------------------------------------------------------------
-def _get(ev, name: str, default=None):
-    return ev.get(name, default) if isinstance(ev, dict) else getattr(ev, name, default)
-
-
 class TensorBoardWriter:
     """Subscriber writing the run's events as TensorBoard scalars into ``logdir``.
 
@@ -221,7 +229,7 @@ class TensorBoardWriter:
                     self._write_steps()
             return
         with self._lock:
-            self._handle(kind, ev)
+            self._handle(event_from_dict(ev) if isinstance(ev, dict) else ev)
 
     def _write_steps(self) -> None:
         steps, self._steps = self._steps, []
@@ -241,26 +249,25 @@ class TensorBoardWriter:
         self._file.scalars(t, step, vals)
         self.tags.update(k for k, _ in vals)
 
-    def _handle(self, kind: str, ev) -> None:
-        t = _get(ev, "t") or time.time()
+    def _handle(self, ev: Event) -> None:
+        t = ev.t or time.time()
         self._write_steps()
-        if kind == "RunStarted":
-            self._write_spec(t)
-        elif kind == "EpochMetrics":
-            p, e = _get(ev, "phase"), _get(ev, "epoch")
-            vals = [(f"{p}/accuracy/train", 100 * _get(ev, "train_acc")), (f"{p}/accuracy/val", 100 * _get(ev, "val_acc")),
-                    (f"{p}/epoch_loss/train", _get(ev, "train_loss")), (f"{p}/epoch_loss/val", _get(ev, "val_loss"))]
-            vals += [(f"{p}/extra/{k}", v) for k, v in (_get(ev, "extra") or {}).items()]
-            self._scalars(t, e, vals)
-        elif kind == "AttentionSnapshot":
-            p = _get(ev, "phase")
-            self._scalars(t, _get(ev, "epoch"), [(f"{p}/attention/{m}", a) for m, a in
-                                                 zip(_get(ev, "modalities") or [], _get(ev, "mean") or [])])
-        elif kind == "RunFinished":
-            self._write_result(t, _get(ev, "result") or {}, True)
-        elif kind in ("RunFailed", "RunDiverged", "RunStopped"):
-            self._write_spec(t)
-            self._file.summary(text_summary("status", f"{kind}: {_get(ev, 'message', '')}"), t)
+        match ev:
+            case RunStarted():
+                self._write_spec(t)
+            case EpochMetrics(phase=p, epoch=e):
+                vals = [(f"{p}/accuracy/train", 100 * ev.train_acc), (f"{p}/accuracy/val", 100 * ev.val_acc),
+                        (f"{p}/epoch_loss/train", ev.train_loss), (f"{p}/epoch_loss/val", ev.val_loss)]
+                vals += [(f"{p}/extra/{k}", v) for k, v in (ev.extra or {}).items()]
+                self._scalars(t, e, vals)
+            case AttentionSnapshot(phase=p):
+                self._scalars(t, ev.epoch, [(f"{p}/attention/{m}", a) for m, a in
+                                            zip(ev.modalities or [], ev.mean or [])])
+            case RunFinished():
+                self._write_result(t, ev.result or {}, True)
+            case RunStopped() | RunFailed() | RunDiverged():
+                self._write_spec(t)
+                self._file.summary(text_summary("status", f"{ev.kind}: {ev.message}"), t)
         self._file.flush()
 
     def _write_spec(self, t: float) -> None:
