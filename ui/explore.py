@@ -96,7 +96,7 @@ def knobs_for(spec: ExperimentSpec) -> dict[str, Knob]:
         out[GAMMA.field] = GAMMA
         return out
     try:
-        noise = spec.data.dataset_class().noise_knobs()
+        noise = spec.data.dataset_info().noise_knobs()
     except Exception:  # noqa: BLE001 - a custom dataset without knobs
         noise = {}
     for name, (lo, hi, meaning) in noise.items():

@@ -32,7 +32,7 @@ SECTIONS = ("data", "teacher", "student", "distill", "train")
 
 
 def extra_phase_names() -> list[str]:
-    from kdcore.pipeline.experiment import EXTRA_PHASES
+    from kdcore.pipeline.recipes import EXTRA_PHASES
 
     try:  # registers ard / pruning when that module exists
         import kdcore.pipeline.recipes.extra  # noqa: F401

@@ -150,12 +150,6 @@ class DataSpec(Strict):
         found at ``data.path``, headers only), from the catalog — no data is loaded."""
         return C.dataset_info(self.dataset, self.path)
 
-    def dataset_class(self):
-        """The dataset class that loads the data (imports the data layer, and torch)."""
-        from kdcore.data.custom import dataset_class
-
-        return dataset_class(self.dataset, self.path)
-
 
 class EncoderSpec(Strict):
     arch: str | None = Field(None, description="encoder architecture (default by modality kind)")

@@ -373,7 +373,7 @@ def _tensors(good, cols, audio, report) -> tuple[dict[str, torch.Tensor], dict[s
 def starter_spec(path: str | Path, report: ImportReport, student_modalities: list[str] | None = None):
     """A spec that trains on this data: all modalities for the teacher, the last one for the student."""
     from kdcore.core.spec import validate_spec
-    from kdcore.store.folder import safe_name
+    from kdcore.core.paths import safe_name
 
     mods = list(report.modalities)
     return validate_spec({
@@ -464,7 +464,7 @@ def data_root() -> Path:
 
 def safe_member(name: str) -> str:
     """A zip member name made safe: no absolute path, no '..', no drive, sanitised components."""
-    from kdcore.store.folder import safe_name
+    from kdcore.core.paths import safe_name
 
     parts = [p for p in re.split(r"[\\/]+", name) if p not in ("", ".")]
     if any(p == ".." for p in parts) or re.match(r"^[A-Za-z]:", name) or name.startswith(("/", "\\")):
@@ -489,7 +489,7 @@ def extract_upload(data: bytes, filename: str, root: str | Path | None = None) -
     import shutil
     import zipfile
 
-    from kdcore.store.folder import safe_name
+    from kdcore.core.paths import safe_name
 
     if len(data) > MAX_UPLOAD_BYTES:
         raise DataImportError(f"upload is {len(data) / 2**20:.0f} MiB, over the {MAX_UPLOAD_BYTES // 2**20} MiB limit")

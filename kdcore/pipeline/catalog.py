@@ -25,7 +25,7 @@ def build_catalog() -> dict[str, Any]:
     from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
     from kdcore.models.encoders import DEFAULT_FOR, ENCODER_KINDS
     from kdcore.models.fusion import FUSIONS
-    from kdcore.pipeline.experiment import EXTRA_PHASES
+    from kdcore.pipeline.recipes import EXTRA_PHASES
     from kdcore.pipeline.recipes.extra import PHASE_PARAMS, PHASE_RANGES, PHASE_SUMMARY
 
     datasets = {}

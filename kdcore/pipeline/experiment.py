@@ -44,7 +44,7 @@ from kdcore.store.folder import RunFolderWriter, new_run_dir
 from kdcore.store.registry import set_run_result, track_run
 from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
 
-EXTRA_PHASES: dict[str, Callable[["Experiment"], PhaseConfig]] = {}  # name -> builder (ARD, pruning, ...)
+from kdcore.pipeline.recipes import EXTRA_PHASES  # noqa: E402  (name -> builder: ARD, pruning, ...)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -339,5 +339,3 @@ class Experiment:
         final = getattr(self, "final", None)
         return (final or self._result(RunStatus.FAILED, "interrupted")).to_dict()
 
-
-from kdcore.pipeline.recipes import extra as _phases  # noqa: E402,F401  (registers ard, prune_kd, prune_ce)

@@ -9,16 +9,10 @@ import threading
 import time
 from pathlib import Path
 
+from kdcore.core.paths import safe_name  # noqa: F401  (re-exported: the run folder's name)
 from kdcore.core.events import Event
 
 DEFAULT_ROOT = Path("runs")
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(name: str, max_len: int = 60) -> str:
-    """A name usable as one path component: no separators, no '..', no leading dot."""
-    cleaned = _SAFE.sub("-", name).strip(".-_")[:max_len]
-    return cleaned or "run"
 
 
 def new_run_dir(root: str | Path, name: str) -> Path:

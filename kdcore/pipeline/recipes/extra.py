@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from kdcore.pipeline.experiment import EXTRA_PHASES
+from kdcore.pipeline.recipes.registry import EXTRA_PHASES
 from kdcore.train.trainer import PhaseConfig, PhaseRun
 from kdcore.methods.losses import DistillLoss, StepContext
 from kdcore.methods.losses import functional as LF
