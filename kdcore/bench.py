@@ -146,8 +146,8 @@ def _median(xs: list[float]) -> float:
 def run_bench(spec, repeats: int = 5, threads: int | None = 1,
               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every variant ``repeats`` times, interleaved; return the report dict."""
-    from kdcore.pipeline.experiment import Experiment
     from kdcore.core.spec import LossTerm
+    from kdcore.pipeline.experiment import Experiment
 
     if threads:
         torch.set_num_threads(threads)
@@ -295,38 +295,3 @@ def main_bench(spec, repeats: int, threads: int | None, as_json: bool, progress=
 
 
 __all__ = ["BENCH_OVERRIDES", "bare_train", "bench_table", "engine_train", "main_bench", "run_bench"]
-
-
-# ---- CLI: python -m kdcore bench -------------------------------------------------------------
-def bench_args(p) -> None:
-    from kdcore.cli import add_spec_args
-
-    add_spec_args(p)
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved timed repeats per variant (default 5)")
-    p.add_argument("--epochs", type=int, default=5, help="student epochs per timed run (default 5)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-
-
-def bench_run(args) -> int:
-    import sys
-
-    from kdcore.cli import UsageError, spec_from_args
-
-    if not 1 <= args.repeats <= 100:
-        raise UsageError("--repeats must be between 1 and 100")
-    if not 1 <= args.epochs <= 1000:
-        raise UsageError("--epochs must be between 1 and 1000")
-    if not 1 <= args.threads <= 256:
-        raise UsageError("--threads must be between 1 and 256")
-    args.set = [*BENCH_OVERRIDES, f"train.student_epochs={args.epochs}", *(args.set or [])]
-    spec = spec_from_args(args)
-    try:
-        main_bench(spec, args.repeats, args.threads, args.json,
-                   progress=lambda s: print(s, file=sys.stderr, flush=True))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return 0
-
-
-bench_command = (bench_args, bench_run)

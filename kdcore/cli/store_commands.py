@@ -1,5 +1,6 @@
 """CLI commands for stored runs and user data: ``runs``, ``resume``, ``export``, ``delete``,
-``import-data`` (registered in :mod:`kdcore.cli`)."""
+``import-data`` (registered in :mod:`kdcore.cli.main`). Store, torch and export modules are
+imported inside the commands."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ import time
 import zipfile
 from pathlib import Path
 
-from kdcore.store.registry import default_root
+from kdcore.cli.common import UsageError
 
 
-def _usage(msg: str):
-    from kdcore.cli import UsageError
-
+def _usage(msg: str) -> UsageError:
     return UsageError(msg)
 
 
@@ -25,7 +24,7 @@ def _root_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _registry(args):
-    from kdcore.store.registry import open_registry
+    from kdcore.store.registry import default_root, open_registry
 
     root = Path(args.runs_dir) if args.runs_dir else default_root()
     return open_registry(root)
@@ -87,7 +86,7 @@ def _resume_args(p):
 def _resume(args) -> int:
     import torch
 
-    from kdcore.cli import ProgressPrinter, result_table
+    from kdcore.pipeline.report import ProgressPrinter, result_table
     from kdcore.store.resume import ResumeError, prepare_resume
 
     reg = _registry(args)
@@ -227,8 +226,14 @@ def _export(args) -> int:
     code = 0
     onnx_dir = None
     if args.onnx:
-        from kdcore.export.onnx_export import (EXPORTERS, OnnxExportError, ParityError, latency_table,
-                                               parity_lines, select_phases)
+        from kdcore.export.onnx_export import (
+            EXPORTERS,
+            OnnxExportError,
+            ParityError,
+            latency_table,
+            parity_lines,
+            select_phases,
+        )
 
         if args.exporter not in EXPORTERS:
             raise _usage(f"--exporter must be {' or '.join(EXPORTERS)}, got {args.exporter!r}")
@@ -305,8 +310,8 @@ def _import(args) -> int:
     else:
         print(report.summary(max_errors=args.max_errors))
     if args.spec:
-        from kdcore.data.custom import starter_spec
         from kdcore.core.spec import SpecError
+        from kdcore.data.custom import starter_spec
 
         if not report.kept:
             raise _usage("no usable rows: no spec written")
@@ -314,7 +319,8 @@ def _import(args) -> int:
             starter_spec(args.path, report).save(args.spec)
         except SpecError as exc:
             raise _usage(f"cannot build a spec for this data: {exc}") from None
-        print(f"wrote {args.spec}: python -m kdcore run --config {args.spec}", file=sys.stderr if args.json else sys.stdout)
+        print(f"wrote {args.spec}: python -m kdcore run --config {args.spec}",
+              file=sys.stderr if args.json else sys.stdout)
     return 0 if report.kept else 1
 
 

@@ -30,8 +30,8 @@ def _assignment(key: str, value: Any) -> str:
 def build_spec(preset: Any = "digits-av", overrides: Mapping[str, Any] | list[str] | None = None,
                **kw_overrides: Any):
     """An :class:`~kdcore.core.spec.ExperimentSpec` from a preset name / YAML path / spec and overrides."""
-    from kdcore.presets import PRESETS, load_preset
     from kdcore.core.spec import ExperimentSpec
+    from kdcore.presets import PRESETS, load_preset
 
     if isinstance(preset, ExperimentSpec):
         spec = preset
@@ -66,7 +66,7 @@ def run(preset: Any = "digits-av", overrides: Mapping[str, Any] | list[str] | No
         torch.set_num_threads(spec.train.threads)
     subs = []
     if progress:
-        from kdcore.cli import ProgressPrinter
+        from kdcore.pipeline.report import ProgressPrinter
 
         subs.append(ProgressPrinter())
     exp = Experiment(spec, subs, run_root=(Path(runs_dir) if runs_dir else default_root()) if save else None)

@@ -1,0 +1,46 @@
+"""``python -m kdcore sweep``: a spec over several seeds, optionally over a grid (``--vary``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from kdcore.cli.common import UsageError, add_spec_args, spec_from_args
+
+
+def _sweep_args(p):
+    add_spec_args(p)
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
+    p.add_argument("--vary", action="append", metavar="FIELD=V1,V2,...",
+                   help="a spec field and its values, e.g. distill.temperature=1,2,4,8 (at most two --vary); "
+                        "the table then has one row per grid point with the paired KD gain")
+    p.add_argument("--no-cache", action="store_true", help="--vary: retrain every row (default: reuse the "
+                   "rows cached under runs/sweeps/ and train only the missing ones)")
+    p.add_argument("--json", action="store_true")
+
+
+def _sweep(args) -> int:
+    from kdcore.core.spec import SpecError
+    from kdcore.pipeline.sweep import run_sweep, sweep_table
+
+    spec = spec_from_args(args)
+    if args.seeds < 1:
+        raise UsageError("--seeds must be ≥ 1")
+    if args.vary:
+        from kdcore.pipeline.grid import parse_vary, run_grid
+        from kdcore.store.registry import default_root
+
+        try:
+            axes = parse_vary(args.vary)
+            grid = run_grid(spec, axes, args.seeds, progress=sys.stderr,
+                            cache_root=None if args.no_cache else default_root())
+        except SpecError as exc:
+            raise UsageError(str(exc)) from None
+        print(json.dumps(grid.to_dict(), indent=2, default=str) if args.json else grid.table())
+        return 0
+    summary = run_sweep(spec, args.seeds, progress=sys.stderr)
+    print(json.dumps(summary, indent=2) if args.json else sweep_table(summary))
+    return 0
+
+
+COMMANDS = [("sweep", "run a preset over several seeds; mean ± std of every phase", (_sweep_args, _sweep))]
