@@ -1,9 +1,17 @@
-"""Captum attributions for multimodal networks, behind one call: :func:`attribute`.
+"""Captum attributions for multimodal networks: one registered class per method, one call.
 
-``attribute(model, inputs, method, target, params)`` runs one Captum method on **a deep copy of
-the model in eval mode** (never the instance that is being trained: hooks and train/eval toggles
-must not race a training thread) and returns an :class:`Attribution` whose per-modality maps have
-the shape of that modality's input:
+Every method is an :class:`AttributionMethod` subclass in its own module under
+:mod:`kdcore.explain.methods`, registered by name with :func:`register_attribution` (the package
+imports each of its modules, so **adding a method is adding one file**). A method owns a pydantic
+``Params`` model with only its own knobs (ranges checked, unknown keys refused) and is called the
+same way as every other::
+
+    attr = ATTRIBUTIONS["ig"](steps=64).attribute(model, inputs, target)          # -> Attribution
+    attr = attribute(model, inputs, "ig", target, AttributionParams(steps=64))    # the same, by name
+
+The call runs on **a deep copy of the model in eval mode** (never the instance that is being
+trained: hooks and train/eval toggles must not race a training thread) and returns an
+:class:`Attribution` whose per-modality maps have the shape of that modality's input:
 
 * image / spectrogram ``[B, C, H, W]``  — pixel / time-frequency maps;
 * tokens ``[B, L]``                      — one score per character token (pads are 0);
@@ -16,15 +24,10 @@ Integrated Gradients there *is* Layer Integrated Gradients on the embedding (Sun
 2017; the test suite checks it equals Captum's ``LayerIntegratedGradients``); a token's score is
 the sum over its embedding dimensions (the mean for occlusion, whose windows cover a whole token).
 
-Methods (Captum 0.9):
-
-* ``ig``        IntegratedGradients (``steps``, ``baseline``) — Sundararajan et al., ICML 2017.
-* ``saliency``  Saliency, |∂y/∂x| — Simonyan et al. 2014.
-* ``smoothgrad`` NoiseTunnel(Saliency), ``noise_samples`` draws of N(0, (noise_std·std(x))²) — Smilkov et al. 2017.
-* ``occlusion`` Occlusion with a ``window`` (pixels / time-frequency bins, or features) and ``stride``;
-  one token at a time for text — Zeiler & Fergus 2014.
-* ``gradcam``   LayerGradCam on the encoder's last feature map + ``LayerAttribution.interpolate`` to the
-  input size; image and spectrogram modalities with a convolutional encoder only — Selvaraju et al. 2017.
+Methods (Captum 0.9), one module each in :mod:`kdcore.explain.methods` (its docstring names the
+paper and the knobs): ``ig`` Integrated Gradients, ``saliency``, ``smoothgrad`` (NoiseTunnel over
+Saliency), ``occlusion``, ``gradcam`` (image / spectrogram encoders only). :data:`METHODS` is the
+live name → title view of :data:`ATTRIBUTIONS`, in display order.
 
 The per-modality **share** of total |attribution| (``Attribution.shares``, rows sum to 1) is the
 summary the pages and the CLI report. Grad-CAM maps live on each encoder's own feature scale, so
@@ -35,19 +38,15 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, ClassVar, Literal, get_args
 
+import annotated_types as at
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor, nn
 
-METHODS: dict[str, str] = {
-    "ig": "Integrated Gradients",
-    "saliency": "Saliency",
-    "smoothgrad": "SmoothGrad (NoiseTunnel over Saliency)",
-    "occlusion": "Occlusion",
-    "gradcam": "Grad-CAM (image / spectrogram)",
-}
 BASELINES = ("zeros", "mean")
 TARGETS = ("label", "pred")
 SPATIAL_KINDS = ("image", "spectrogram")
@@ -59,7 +58,10 @@ class AttributionError(ValueError):
 
 @dataclass
 class AttributionParams:
-    """Method parameters with sensible defaults (every field is validated by :meth:`check`)."""
+    """Every method's knobs in one flat record, with sensible defaults (validated by :meth:`check`).
+
+    The form the app, the CLI and the callback fill in; :func:`attribute` hands each method only the
+    fields its own ``Params`` model declares (the others are ignored)."""
 
     steps: int = 32  # IG interpolation steps
     baseline: str = "zeros"  # zeros | mean (the reference batch's mean per modality)
@@ -198,127 +200,289 @@ def _device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-# ---- the one call -----------------------------------------------------------------------
+# ---- the method contract -------------------------------------------------------------------------
+class MethodParams(BaseModel):
+    """Base of every method's ``Params`` model: unknown keys are refused, ranges are declared with
+    ``Field(ge=..., le=...)``. The one knob every method shares is which class it explains."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: Literal["label", "pred"] = "label"  # label (the given classes) | pred (the model's prediction)
+
+
+@dataclass
+class AttributionInputs:
+    """What :meth:`AttributionMethod.prepare` hands to a method: the model copy, Captum's tuple
+    inputs (text as its embedding) and baselines, and the bookkeeping to turn Captum's output back
+    into per-modality maps."""
+
+    net: nn.Module  # the eval-mode copy everything runs on
+    forward: nn.Module  # Captum-facing forward: the tuple ``inputs`` (+ ``extra``) -> logits
+    modalities: list[str]  # attributed modalities, in the model's order
+    kinds: dict[str, str]  # modality -> tokens | image | vector
+    token_mods: list[str]  # attributed text modalities (their ``inputs`` entry is the embedding)
+    raw: dict[str, Tensor]  # modality -> the attributed input as given (token ids for text), on the device
+    fixed: dict[str, Tensor]  # modalities the model sees but that are held fixed
+    logits: Tensor  # [B, C] on the unperturbed inputs
+    target: Tensor  # [B] the classes attributed
+    inputs: tuple[Tensor, ...]  # Captum inputs, one per attributed modality
+    baselines: tuple[Tensor, ...]  # same shapes as ``inputs`` (zeros, or the reference mean)
+    extra: tuple[Tensor, ...] | None  # ``additional_forward_args``: token ids, then the fixed modalities
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def batch(self) -> int:
+        return int(self.target.shape[0])
+
+
+class AttributionMethod:
+    """One attribution method. Subclasses set the class attributes, declare a nested ``Params``
+    (a :class:`MethodParams` subclass holding only their own knobs) and implement :meth:`run` (one
+    Captum call on an :class:`AttributionInputs`, returning one map per Captum input) — or override
+    :meth:`explain` to build the :class:`Attribution` themselves (Grad-CAM). Registered with
+    :func:`register_attribution`, a method is reachable by name through :func:`attribute`.
+
+    Built from validated parameters (``IG(steps=8)``, ``IG({"steps": 8})`` or ``IG(IG.Params(steps=8))``),
+    every method is called the same way: :meth:`attribute`."""
+
+    name: ClassVar[str]  # registry key (what ``attribute(..., method=...)`` takes)
+    title: ClassVar[str]  # label in the app's method box
+    summary: ClassVar[str]  # one line: what it computes
+    paper: ClassVar[str] = ""  # the method's paper (also in the subclass's docstring)
+    order: ClassVar[int] = 100  # position in METHODS (the app's list); ties keep registration order
+    input_grad: ClassVar[bool] = True  # Captum inputs require grad (False: the method handles it)
+    token_reduce: ClassVar[Literal["sum", "mean"]] = "sum"  # embedding dims -> one score per token
+    Params: ClassVar[type[MethodParams]] = MethodParams
+
+    def __init__(self, params: MethodParams | Mapping[str, Any] | None = None, **knobs: Any):
+        self.params = self.make_params(params, **knobs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params!r})"
+
+    @classmethod
+    def make_params(cls, params: MethodParams | Mapping[str, Any] | None = None, **knobs: Any) -> MethodParams:
+        """The validated ``Params``; an :class:`AttributionError` names the method, the field and
+        the allowed range (or the allowed names, for an unknown key)."""
+        if isinstance(params, cls.Params) and not knobs:
+            return params
+        if isinstance(params, BaseModel):
+            params = params.model_dump(exclude_unset=True)
+        try:
+            return cls.Params(**{**dict(params or {}), **knobs})
+        except ValidationError as exc:
+            raise AttributionError(f"attribution {cls.name!r}: {params_problem(cls.Params, exc)}") from None
+
+    # -- the one call --------------------------------------------------------------------------------
+    def attribute(self, model: nn.Module, inputs: dict[str, Tensor], target: Tensor | None = None,
+                  modalities: list[str] | None = None, reference: dict[str, Tensor] | None = None,
+                  copy_model: bool = True) -> Attribution:
+        """Attribute ``model``'s logit of ``target`` to every modality input.
+
+        ``inputs`` maps modality → batch tensor (modalities the model does not see are ignored;
+        those it sees but ``modalities`` leaves out are held fixed, not attributed); ``target`` [B]
+        are the classes to explain (default, or with ``params.target="pred"``: the model's
+        prediction). ``reference`` (modality → tensor) gives the mean used by ``baseline="mean"``
+        (default: the batch itself). The model is deep-copied and put in eval mode unless
+        ``copy_model=False`` (only for a model that already is an :func:`inspect_copy`)."""
+        return self.explain(self.prepare(model, inputs, target, modalities, reference, copy_model))
+
+    def explain(self, ctx: AttributionInputs) -> Attribution:
+        return self.collect(ctx, self.run(ctx))
+
+    def run(self, ctx: AttributionInputs) -> Tensor | tuple[Tensor, ...]:
+        raise TypeError(f"{type(self).__name__} must implement run (or explain)")
+
+    # -- shared steps --------------------------------------------------------------------------------
+    def prepare(self, model: nn.Module, inputs: dict[str, Tensor], target: Tensor | None = None,
+                modalities: list[str] | None = None, reference: dict[str, Tensor] | None = None,
+                copy_model: bool = True) -> AttributionInputs:
+        net = inspect_copy(model) if copy_model else model
+        dev = _device(net)
+        mods = [m for m in (modalities or net.modalities) if m in net.modalities and m in inputs]
+        if not mods:
+            raise AttributionError(f"inputs hold none of the model's modalities ({', '.join(net.modalities)})")
+        kinds = {m: k if k == "tokens" else ("image" if inputs[m].dim() == 4 else "vector")
+                 for m, k in model_kinds(net).items() if m in mods}
+        token_mods = [m for m in mods if kinds[m] == "tokens"]
+        raw = {m: inputs[m].to(dev) for m in mods}
+        fixed = {m: inputs[m].to(dev) for m in net.modalities if m in inputs and m not in mods}
+
+        with torch.no_grad():
+            logits = net({**raw, **fixed}).logits.detach()
+        if target is None or self.params.target == "pred":
+            target = logits.argmax(1)
+        target = target.to(dev).long()
+
+        # Captum inputs: continuous modalities as they are, text as its embedding.
+        baseline = getattr(self.params, "baseline", "zeros")
+        xs, base = [], []
+        for m in mods:
+            if m in token_mods:
+                emb = net.encoders[m].embedding(raw[m]).detach()
+                xs.append(emb)
+                base.append(torch.zeros_like(emb))  # = the PAD embedding (padding_idx 0 stays at zero)
+            else:
+                x = raw[m].detach().float().clone()
+                xs.append(x)
+                if baseline == "mean":
+                    ref = (reference or {}).get(m, x).to(dev).float()
+                    base.append(ref.mean(0, keepdim=True).expand_as(x).contiguous())
+                else:
+                    base.append(torch.zeros_like(x))
+        toks = tuple(raw[m] for m in token_mods) + tuple(fixed.values())
+        return AttributionInputs(
+            net=net, forward=_TupleForward(net, mods, token_mods, list(fixed)), modalities=mods, kinds=kinds,
+            token_mods=token_mods, raw=raw, fixed=fixed, logits=logits, target=target,
+            inputs=tuple(x.requires_grad_(self.input_grad) for x in xs), baselines=tuple(base),
+            extra=toks if toks else None)
+
+    def collect(self, ctx: AttributionInputs, out: Tensor | tuple[Tensor, ...]) -> Attribution:
+        """Captum's per-input output → per-modality maps (one score per token for text, pads 0) and
+        the per-modality shares of total |attribution|."""
+        out = out if isinstance(out, tuple) else (out,)
+        mods, b = ctx.modalities, ctx.batch
+        maps = {}
+        for m, a in zip(mods, out):
+            a = a.detach().float()
+            if m in ctx.token_mods:
+                a = a.mean(-1) if self.token_reduce == "mean" else a.sum(-1)
+                a = a * (ctx.raw[m] != 0).float()  # pads are not tokens a reader sees
+            maps[m] = a.cpu()
+        totals = torch.stack([maps[m].reshape(b, -1).abs().sum(1) for m in mods], dim=1)
+        shares = totals / totals.sum(1, keepdim=True).clamp_min(1e-12)
+        return Attribution(self.name, tuple(mods), {m: ctx.kinds[m] for m in mods}, maps, ctx.target.cpu(),
+                           ctx.logits.cpu(), shares, {m: ctx.raw[m].cpu() for m in ctx.token_mods}, ctx.notes)
+
+
+def _num(v: Any) -> str:
+    return str(int(v)) if isinstance(v, (int, float)) and float(v).is_integer() else str(v)
+
+
+def allowed_range(model: type[BaseModel], name: str) -> str | None:
+    """``"[1, 1024]"`` / ``"(0, 5]"`` for a field declared with ``Field(ge=.., le=..)`` (None if unbounded)."""
+    info = model.model_fields.get(name)
+    if info is None:
+        return None
+    lo = hi = None
+    lo_open = hi_open = False
+    for c in info.metadata:
+        if isinstance(c, at.Ge):
+            lo = c.ge
+        elif isinstance(c, at.Gt):
+            lo, lo_open = c.gt, True
+        elif isinstance(c, at.Le):
+            hi = c.le
+        elif isinstance(c, at.Lt):
+            hi, hi_open = c.lt, True
+    if lo is None and hi is None:
+        return None
+    return (("(" if lo_open or lo is None else "[") + ("-∞" if lo is None else _num(lo)) + ", "
+            + ("∞" if hi is None else _num(hi)) + (")" if hi_open or hi is None else "]"))
+
+
+def _choices(annotation: Any) -> list[str]:
+    out = []
+    for arg in get_args(annotation) or ():
+        out += _choices(arg) if get_args(arg) else ([] if arg is type(None) else [str(arg)])
+    return out
+
+
+def params_problem(model: type[BaseModel], exc: ValidationError) -> str:
+    """A pydantic error in words: the field, the value and what is allowed."""
+    msgs = []
+    for err in exc.errors(include_url=False):
+        name = ".".join(str(p) for p in err["loc"]) or "params"
+        value = err.get("input")
+        rng = allowed_range(model, name)
+        if err["type"] == "extra_forbidden":
+            msgs.append(f"unknown parameter {name!r}; allowed: {', '.join(model.model_fields) or 'none'}")
+        elif err["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal") and rng:
+            msgs.append(f"{name}={value!r} is outside the allowed range {rng}")
+        elif err["type"] == "literal_error" and name in model.model_fields:
+            choices = [c.strip("'") for c in _choices(model.model_fields[name].annotation)]
+            msgs.append(f"{name}={value!r}; allowed: {', '.join(choices)}")
+        else:
+            msgs.append(f"{name}={value!r}: {err['msg']}" + (f" (allowed range {rng})" if rng else ""))
+    return "; ".join(msgs)
+
+
+# ---- the registry ----------------------------------------------------------------------------------
+ATTRIBUTIONS: dict[str, type[AttributionMethod]] = {}
+
+
+def register_attribution(cls: type[AttributionMethod]) -> type[AttributionMethod]:
+    """Class decorator: adds an :class:`AttributionMethod` subclass to :data:`ATTRIBUTIONS` by its ``name``."""
+    if not (isinstance(cls, type) and issubclass(cls, AttributionMethod)):
+        raise TypeError(f"register_attribution takes an AttributionMethod subclass, not {cls!r}")
+    for attr in ("name", "title", "summary"):
+        if not isinstance(getattr(cls, attr, None), str) or not getattr(cls, attr):
+            raise TypeError(f"attribution class {cls.__name__} needs a non-empty class attribute {attr!r}")
+    if not (isinstance(cls.Params, type) and issubclass(cls.Params, MethodParams)):
+        raise TypeError(f"attribution {cls.name!r}: Params must subclass MethodParams")
+    if cls.name in ATTRIBUTIONS:
+        raise ValueError(f"attribution {cls.name!r} registered twice")
+    ATTRIBUTIONS[cls.name] = cls
+    return cls
+
+
+def ordered_methods() -> list[type[AttributionMethod]]:
+    return sorted(ATTRIBUTIONS.values(), key=lambda c: c.order)  # stable: ties keep registration order
+
+
+class _Titles(Mapping):
+    """``METHODS``: registered method name → title, in display order — a live view of the registry."""
+
+    def __getitem__(self, name: str) -> str:
+        return ATTRIBUTIONS[name].title
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([c.name for c in ordered_methods()])
+
+    def __len__(self) -> int:
+        return len(ATTRIBUTIONS)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+METHODS: Mapping[str, str] = _Titles()
+
+
+def get_attribution(method: str) -> type[AttributionMethod]:
+    """The registered class for ``method``; an :class:`AttributionError` (a ``ValueError``) names the
+    method and the allowed names."""
+    cls = ATTRIBUTIONS.get(method) if isinstance(method, str) else None
+    if cls is None:
+        raise AttributionError(f"unknown attribution method: method={method!r}; allowed: {', '.join(METHODS)}")
+    return cls
+
+
+def method_params(method: str | type[AttributionMethod],
+                  params: AttributionParams | MethodParams | Mapping[str, Any] | None = None) -> MethodParams:
+    """``method``'s validated ``Params`` from any accepted form: the flat :class:`AttributionParams`
+    (checked, then only the fields the method declares are kept), a mapping, or a ``Params`` model."""
+    cls = get_attribution(method) if isinstance(method, str) else method
+    if params is None or isinstance(params, AttributionParams):
+        flat = (params or AttributionParams()).check()
+        own = {f.name: getattr(flat, f.name) for f in fields(flat) if f.name in cls.Params.model_fields}
+        return cls.make_params(own)
+    return cls.make_params(params)
+
+
+# ---- the one call (by name) -----------------------------------------------------------------------
 def attribute(model: nn.Module, inputs: dict[str, Tensor], method: str = "ig",
-              target: Tensor | None = None, params: AttributionParams | None = None,
+              target: Tensor | None = None,
+              params: AttributionParams | MethodParams | Mapping[str, Any] | None = None,
               modalities: list[str] | None = None, reference: dict[str, Tensor] | None = None,
               copy_model: bool = True) -> Attribution:
-    """Attribute ``model``'s logit of ``target`` to every modality input with one Captum method.
-
-    ``inputs`` maps modality → batch tensor (modalities the model does not see are ignored;
-    those it sees but ``modalities`` leaves out are held fixed, not attributed); ``target`` [B] are the
-    classes to explain (default: ``params.target`` = the model's prediction when no labels are
-    given). ``reference`` (modality → tensor) gives the mean used by ``baseline="mean"`` (default:
-    the batch itself). The model is deep-copied and put in eval mode unless ``copy_model=False``
-    (only for a model that already is an :func:`inspect_copy`)."""
-    from captum.attr import (IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Occlusion,
-                             Saliency)
-
-    if method not in METHODS:
-        raise AttributionError(f"method={method!r}; allowed: {', '.join(METHODS)}")
-    params = (params or AttributionParams()).check()
-    net = inspect_copy(model) if copy_model else model
-    dev = _device(net)
-    mods = [m for m in (modalities or net.modalities) if m in net.modalities and m in inputs]
-    if not mods:
-        raise AttributionError(f"inputs hold none of the model's modalities ({', '.join(net.modalities)})")
-    kinds = {m: k if k == "tokens" else ("image" if inputs[m].dim() == 4 else "vector")
-             for m, k in model_kinds(net).items() if m in mods}
-    token_mods = [m for m in mods if kinds[m] == "tokens"]
-    raw = {m: inputs[m].to(dev) for m in mods}
-    fixed = {m: inputs[m].to(dev) for m in net.modalities if m in inputs and m not in mods}
-    b = next(iter(raw.values())).shape[0]
-
-    with torch.no_grad():
-        logits = net({**raw, **fixed}).logits.detach()
-    if target is None:
-        target = logits.argmax(1)
-    elif params.target == "pred":
-        target = logits.argmax(1)
-    target = target.to(dev).long()
-
-    # Captum inputs: continuous modalities as they are, text as its embedding.
-    xs, base = [], []
-    for m in mods:
-        if m in token_mods:
-            emb = net.encoders[m].embedding(raw[m]).detach()
-            xs.append(emb)
-            base.append(torch.zeros_like(emb))  # = the PAD embedding (padding_idx 0 stays at zero)
-        else:
-            x = raw[m].detach().float().clone()
-            xs.append(x)
-            if params.baseline == "mean":
-                ref = (reference or {}).get(m, x).to(dev).float()
-                base.append(ref.mean(0, keepdim=True).expand_as(x).contiguous())
-            else:
-                base.append(torch.zeros_like(x))
-    xs_t, base_t = tuple(x.requires_grad_(method != "gradcam") for x in xs), tuple(base)
-    toks = tuple(raw[m] for m in token_mods) + tuple(fixed.values())
-    fwd = _TupleForward(net, mods, token_mods, list(fixed))
-    extra = toks if toks else None
-    notes: list[str] = []
-
-    if method == "ig":
-        ig = IntegratedGradients(fwd)
-        out = ig.attribute(xs_t, baselines=base_t, target=target, additional_forward_args=extra,
-                           n_steps=int(params.steps), internal_batch_size=params.internal_batch_size)
-    elif method == "saliency":
-        out = Saliency(fwd).attribute(xs_t, target=target, additional_forward_args=extra, abs=True)
-    elif method == "smoothgrad":
-        nt = NoiseTunnel(Saliency(fwd))
-        stdevs = tuple(float(params.noise_std) * max(float(x.detach().float().std()), 1e-6) for x in xs_t)
-        out = nt.attribute(xs_t, nt_type="smoothgrad", nt_samples=int(params.noise_samples), stdevs=stdevs,
-                           target=target, additional_forward_args=extra, abs=True)
-    elif method == "occlusion":
-        w = int(params.window)
-        s = int(params.stride or max(1, w // 2))
-        windows, strides = [], []
-        for m, x in zip(mods, xs_t):
-            if m in token_mods:
-                windows.append((1, x.shape[2]))
-                strides.append((1, x.shape[2]))
-            elif x.dim() == 4:
-                windows.append((x.shape[1], min(w, x.shape[2]), min(w, x.shape[3])))
-                strides.append((x.shape[1], min(s, x.shape[2]), min(s, x.shape[3])))
-            else:
-                windows.append(tuple(min(w, d) for d in x.shape[1:]))
-                strides.append(tuple(min(s, d) for d in x.shape[1:]))
-        out = Occlusion(fwd).attribute(xs_t, sliding_window_shapes=tuple(windows), strides=tuple(strides),
-                                       baselines=base_t, target=target, additional_forward_args=extra,
-                                       perturbations_per_eval=int(params.internal_batch_size or 64))
-    else:  # gradcam
-        maps: dict[str, Tensor] = {}
-        for m, x in zip(mods, xs_t):
-            layer = gradcam_layer(net, m)
-            if layer is None or x.dim() != 4:
-                notes.append(f"Grad-CAM needs a convolutional encoder over an image or spectrogram; "
-                             f"{m} has none, skipped")
-                continue
-            lgc = LayerGradCam(fwd, layer)
-            inp = tuple(t.clone().requires_grad_(True) for t in xs_t)
-            cam = lgc.attribute(inp, target=target, additional_forward_args=extra, relu_attributions=True)
-            cam = LayerAttribution.interpolate(cam.detach(), tuple(x.shape[2:]), interpolate_mode="bilinear")
-            maps[m] = cam.expand(-1, x.shape[1], -1, -1).contiguous()
-        if not maps:
-            raise AttributionError("method=gradcam needs an image or spectrogram modality with a CNN encoder; "
-                                   f"this model has {', '.join(f'{m} ({kinds[m]})' for m in mods)}")
-        got = [m for m in mods if m in maps]
-        return Attribution("gradcam", tuple(got), {m: kinds[m] for m in got},
-                           {m: v.detach().cpu() for m, v in maps.items()}, target.cpu(), logits.cpu(), None,
-                           {}, notes)
-
-    out = out if isinstance(out, tuple) else (out,)
-    maps = {}
-    for m, a in zip(mods, out):
-        a = a.detach().float()
-        if m in token_mods:
-            a = a.mean(-1) if method == "occlusion" else a.sum(-1)
-            a = a * (raw[m] != 0).float()  # pads are not tokens a reader sees
-        maps[m] = a.cpu()
-    totals = torch.stack([maps[m].reshape(b, -1).abs().sum(1) for m in mods], dim=1)
-    shares = totals / totals.sum(1, keepdim=True).clamp_min(1e-12)
-    return Attribution(method, tuple(mods), {m: kinds[m] for m in mods}, maps, target.cpu(), logits.cpu(),
-                       shares, {m: raw[m].cpu() for m in token_mods}, notes)
+    """Attribute ``model``'s logit of ``target`` to every modality input with the registered method
+    ``method``: ``ATTRIBUTIONS[method](params).attribute(model, inputs, target, modalities, reference,
+    copy_model)`` (see :meth:`AttributionMethod.attribute`). ``params`` is the flat
+    :class:`AttributionParams` (each method takes the fields it knows), a mapping or the method's
+    own ``Params``."""
+    cls = get_attribution(method)
+    return cls(method_params(cls, params)).attribute(model, inputs, target, modalities, reference, copy_model)
 
 
 def token_scores(attr: Attribution, modality: str, i: int) -> list[tuple[str, float]]:
@@ -333,7 +497,7 @@ def token_scores(attr: Attribution, modality: str, i: int) -> list[tuple[str, fl
 
 
 def attribute_batches(model: nn.Module, inputs: dict[str, Tensor], method: str, target: Tensor | None,
-                      params: AttributionParams | None = None, batch_size: int = 8,
+                      params: AttributionParams | MethodParams | Mapping[str, Any] | None = None, batch_size: int = 8,
                       progress: Callable[[float], None] | None = None, **kw) -> Attribution:
     """:func:`attribute` in chunks of ``batch_size`` samples (one model copy), reporting progress
     in [0, 1] after each chunk — for slow methods in the app."""
@@ -362,3 +526,7 @@ def concat(parts: list[Attribution]) -> Attribution:
         {m: cat([p.tokens[m] for p in parts]) for m in first.tokens},
         first.notes,
     )
+
+
+# ---- the methods: every module of kdcore.explain.methods registers itself ----------------------
+import kdcore.explain.methods  # noqa: E402,F401  (last: the method modules import this one)
