@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.requirements.stamp
 PORT   ?= 8501
 
-.PHONY: run test test-fast bench sweep assets clean-venv
+.PHONY: run test test-fast lint bench sweep assets clean-venv
 
 # (Re-)install only when requirements.txt changes.
 $(STAMP): requirements.txt
@@ -19,9 +19,16 @@ run: $(STAMP)
 
 # The browser tests drive Debian's Chromium: installed here when missing and the machine allows
 # (root or passwordless sudo, with apt-get); otherwise one line says what to install.
+# Lint and the layer contracts (.importlinter) first, then the whole suite.
 test: $(STAMP)
 	@bash scripts/ensure_chromium.sh
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not browser"

@@ -9,6 +9,7 @@ from kdcore.explain.attention import (AlphaStats, alpha_on_split, attention_hist
                                       noise_sweep, removal_sweep)
 from kdcore.explain.attribution import (METHODS, Attribution, AttributionError, AttributionParams, attribute,
                                         attribute_batches, inspect_copy)
+from kdcore.explain import methods as _methods  # noqa: F401,E402  (every method module registers itself)
 from kdcore.explain.callback import AgreementCallback, agreement_history
 from kdcore.explain.probe import Comparison, compare, probe_rows
 

@@ -526,7 +526,3 @@ def concat(parts: list[Attribution]) -> Attribution:
         {m: cat([p.tokens[m] for p in parts]) for m in first.tokens},
         first.notes,
     )
-
-
-# ---- the methods: every module of kdcore.explain.methods registers itself ----------------------
-import kdcore.explain.methods  # noqa: E402,F401  (last: the method modules import this one)
