@@ -55,3 +55,18 @@ def test_spec_and_presets_import_no_torch(tmp_path):
     spec.write_text("data: {dataset: mfeat}\ndistill: {losses: {kd: {weight: 1}}, extra_phases: [ard]}\n")
     out = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_one_parameter_check_for_losses_weightings_and_schedules():
+    from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
+
+    assert C.with_defaults("loss 'kd'", {"a": 2}, {"a": 1, "b": 3}) == {"a": 2, "b": 3}
+    for build, words in ((lambda: WEIGHTINGS["fixed"]({"ce": 1.0}, bogus=1), "weighting 'fixed': unknown parameter(s)"),
+                         (lambda: TEMPERATURE_SCHEDULES["linear"](4.0, bogus=1),
+                          "temperature schedule 'linear': unknown parameter(s) ['bogus']; allowed: end")):
+        try:
+            build()
+        except ValueError as exc:
+            assert words in str(exc)
+        else:
+            raise AssertionError("no error")

@@ -99,6 +99,15 @@ def default_arch() -> dict[str, str]:
     return dict(catalog()["default_arch"])
 
 
+def with_defaults(where: str, params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """A method's parameters merged over its defaults; an unknown name raises ``ValueError`` naming
+    the method and the allowed names (the one check losses, weightings and schedules share)."""
+    unknown = set(params) - set(defaults)
+    if unknown:
+        raise ValueError(f"{where}: unknown parameter(s) {sorted(unknown)}; allowed: {', '.join(defaults) or 'none'}")
+    return {**defaults, **params}
+
+
 def check_params(where: str, given: dict[str, Any], schema: dict[str, dict[str, Any]]) -> None:
     """Check ``given`` against a method's parameter schema (name -> {default, min?, max?}) as the
     catalog records it: unknown names and values out of range raise ``ValueError`` naming the field."""

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from kdcore.core.catalog import with_defaults
 from kdcore.models.output import ModelOutput
 
 LOSSES: dict[str, type["DistillLoss"]] = {}
@@ -60,11 +61,7 @@ class DistillLoss(nn.Module):
 
     def __init__(self, setup: LossSetup, **params: Any):
         super().__init__()
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            allowed = ", ".join(self.defaults) or "none"
-            raise ValueError(f"loss {self.name!r}: unknown parameter(s) {sorted(unknown)}; allowed: {allowed}")
-        self.params = {**self.defaults, **params}
+        self.params = with_defaults(f"loss {self.name!r}", params, self.defaults)
         # what this instance is applied to, in words (e.g. which feature pair and regressor); filled by
         # subclasses from the probe outputs, for the CLI / app to show next to the loss curves
         self.note: str = ""

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from kdcore.core.catalog import with_defaults
 from kdcore.models.output import ModelOutput
 
 WEIGHTINGS: dict[str, type["Weighting"]] = {}
@@ -37,12 +38,8 @@ class Weighting(nn.Module):
 
     def __init__(self, loss_weights: dict[str, float], **params: Any):
         super().__init__()
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise ValueError(f"weighting {self.name!r}: unknown parameter(s) {sorted(unknown)}; "
-                             f"allowed: {', '.join(self.defaults) or 'none'}")
         self.loss_weights = dict(loss_weights)
-        self.params = {**self.defaults, **params}
+        self.params = with_defaults(f"weighting {self.name!r}", params, self.defaults)
 
     def sample_weights(self, student: ModelOutput, teacher: ModelOutput | None, labels: Tensor,
                        temperature: Tensor | float) -> Tensor | None:
@@ -85,12 +82,8 @@ class TemperatureSchedule(nn.Module):
 
     def __init__(self, base: float, **params: Any):
         super().__init__()
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise ValueError(f"temperature schedule {self.name!r}: unknown parameter(s) {sorted(unknown)}; "
-                             f"allowed: {', '.join(self.defaults) or 'none'}")
+        self.params = with_defaults(f"temperature schedule {self.name!r}", params, self.defaults)
         self.base = float(base)
-        self.params = {**self.defaults, **params}
 
     def value(self, progress: float) -> Tensor | float:
         """T at ``progress`` ∈ [0, 1] through the phase."""
