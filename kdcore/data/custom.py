@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kdcore.core.catalog import dataset_info
 from kdcore.data.audio import DEFAULT as AUDIO_FRONT_END, FrontEnd
 from kdcore.core.layout import (  # noqa: F401  (the source layout, read from headers only)
     AUDIO_EXTS, IMAGE_EXTS, KIND_TO_MODALITY, KINDS, LABEL_COLUMNS, MAX_AUDIO_SECONDS, MAX_CSV_BYTES,
@@ -439,14 +440,7 @@ def dataset_class(name: str, path: str | None = None) -> type[MultimodalDataset]
         raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
     if name != "custom":
         return DATASETS[name]  # data.path is ignored for bundled datasets (the app may keep it around)
-    if not path:
-        raise ValueError("data.path is required when data.dataset=custom (an image folder or a CSV manifest)")
-    try:
-        _, mods = layout(path)
-    except DataImportError as exc:
-        raise ValueError(str(exc)) from None
-    except OSError as exc:
-        raise ValueError(f"data.path {path!r}: {exc}") from None
+    mods = dataset_info(name, path).modalities  # the source's layout, headers only; field-naming errors
     return type("CustomDataset_" + _modality_name(Path(path).name), (CustomDataset,),
                 {"MODALITIES": mods, "PATH": str(path)})
 
