@@ -34,6 +34,7 @@ from kdcore.core.events import (
     Subscriber,
 )
 from kdcore.train.trainer import Diverged, PhaseConfig, PhaseResult, StopRequested, train_phase
+from kdcore.train.phases import ce_phase
 from kdcore.methods.losses import LOSSES, DistillLoss, LossSetup
 from kdcore.models import MultimodalNet, build_model, count_parameters
 from kdcore.core.spec import ExperimentSpec
@@ -215,20 +216,9 @@ class Experiment:
             self.emit(PhaseFinished("teacher", 0, va.acc, te.acc, count_parameters(teacher), 0.0,
                                     {"loaded": 1.0, **self._after_phase("teacher", teacher)}))
         else:
-            probe_b = self.data.split("train").batch(torch.arange(2), spec.teacher_modalities()).to(self.device)
-            with torch.no_grad():
-                teacher.eval()
-                probe = teacher(probe_b.inputs)
-                teacher.train()
-            setup = LossSetup(probe, None, self.data.num_classes, spec.train.teacher_epochs,
-                              dict(self.data.aux_classes))
-            cfg = PhaseConfig(
-                name="teacher", model=teacher, modalities=spec.teacher_modalities(),
-                losses={"ce": LOSSES["ce"](setup)}, loss_weights={"ce": 1.0},
-                weighting=WEIGHTINGS["fixed"]({"ce": 1.0}), schedule=TEMPERATURE_SCHEDULES["constant"](1.0),
-                epochs=spec.train.teacher_epochs, lr=spec.train.teacher_lr or spec.train.lr,
-                seed=spec.data.seed, train_labels=self.teacher_labels(),
-            )
+            cfg = ce_phase("teacher", teacher, spec.teacher_modalities(), self.data,
+                           epochs=spec.train.teacher_epochs, lr=spec.train.teacher_lr or spec.train.lr,
+                           seed=spec.data.seed, device=self.device, train_labels=self.teacher_labels())
             if spec.train.teacher_epochs > 0:
                 self._run_phase(cfg)
         teacher.eval()

@@ -79,10 +79,9 @@ def build_ensemble(exp, main: nn.Module) -> EnsembleTeacher:
     accuracy as phase ``ensemble``."""
     from kdcore.train.evaluate import evaluate
     from kdcore.core.events import PhaseFinished
-    from kdcore.train.trainer import PhaseConfig, PhaseResult
-    from kdcore.methods.losses import LOSSES, LossSetup
+    from kdcore.train.phases import ce_phase
+    from kdcore.train.trainer import PhaseResult
     from kdcore.models import build_model, count_parameters
-    from kdcore.methods.strategies.base import TEMPERATURE_SCHEDULES, WEIGHTINGS
 
     spec = exp.spec
     ens = spec.distill.ensemble
@@ -91,20 +90,9 @@ def build_ensemble(exp, main: nn.Module) -> EnsembleTeacher:
         torch.manual_seed(spec.data.seed + 101 + i)
         net = build_model(spec.teacher, list(mods), exp.data).to(exp.device)
         if spec.train.teacher_epochs > 0:
-            probe_b = exp.data.split("train").batch(torch.arange(2), list(mods)).to(exp.device)
-            with torch.no_grad():
-                net.eval()
-                probe = net(probe_b.inputs)
-                net.train()
-            setup = LossSetup(probe, None, exp.data.num_classes, spec.train.teacher_epochs,
-                              dict(exp.data.aux_classes))
-            cfg = PhaseConfig(
-                name=member_phase_name(mods), model=net, modalities=list(mods),
-                losses={"ce": LOSSES["ce"](setup)}, loss_weights={"ce": 1.0},
-                weighting=WEIGHTINGS["fixed"]({"ce": 1.0}), schedule=TEMPERATURE_SCHEDULES["constant"](1.0),
-                epochs=spec.train.teacher_epochs, lr=spec.train.teacher_lr or spec.train.lr,
-                seed=spec.data.seed + 101 + i, train_labels=exp.teacher_labels(),
-            )
+            cfg = ce_phase(member_phase_name(mods), net, list(mods), exp.data,
+                           epochs=spec.train.teacher_epochs, lr=spec.train.teacher_lr or spec.train.lr,
+                           seed=spec.data.seed + 101 + i, device=exp.device, train_labels=exp.teacher_labels())
             exp._run_phase(cfg)
         net.eval()
         net.requires_grad_(False)
