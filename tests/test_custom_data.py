@@ -156,7 +156,9 @@ def test_size_limits(tmp_path, monkeypatch):
     monkeypatch.setattr(custom, "MAX_FILE_BYTES", 10)
     rep = inspect_source(tmp_path / "d")
     assert rep.kept == 0 and all("MiB limit" in why for _, why in rep.dropped)
-    monkeypatch.setattr(custom, "MAX_UPLOAD_BYTES", 100)
+    import kdcore.data.uploads as uploads
+
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 100)
     with pytest.raises(DataImportError, match="over the"):
         extract_upload(b"x" * 101, "big.zip", tmp_path / "up")
 
