@@ -161,7 +161,13 @@ def build(out: Path, exe: str, n_speakers: int, reps: int, conditions: list[str]
     return csvs, {"clips": len(jobs), "speakers": len(speakers), "seconds": lengths}
 
 
-def train(csv: Path, seed: int, epochs: int, runs: Path) -> float:
+# the engine's CLI, optionally with the front end's sample-precise trimming (FrontEnd.trim_precise) for
+# custom data: the spec has no front-end field, so the flag is set in the CLI's process before it runs
+CLI_PRECISE = ("import runpy, kdcore.data.custom as c; from kdcore.data.audio import FrontEnd; "
+               "c.AUDIO_FRONT_END = FrontEnd(trim_precise=True); runpy.run_module('kdcore', run_name='__main__')")
+
+
+def train(csv: Path, seed: int, epochs: int, runs: Path, precise: bool = False) -> float:
     cfg = runs / "spec.yaml"
     cfg.write_text(
         "name: audio-robustness\n"
@@ -169,7 +175,8 @@ def train(csv: Path, seed: int, epochs: int, runs: Path) -> float:
         "teacher: {modalities: [audio]}\n"
         "student: {modalities: [audio]}\n"
         f"train: {{teacher_epochs: {epochs}, student_epochs: 1}}\n")
-    cmd = [sys.executable, "-m", "kdcore", "run", "--config", str(cfg), "--json", "--quiet", "--no-save"]
+    cmd = [sys.executable, *(["-c", CLI_PRECISE] if precise else ["-m", "kdcore"]),
+           "run", "--config", str(cfg), "--json", "--quiet", "--no-save"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"training failed on {csv}:\n{proc.stderr[-3000:]}\n{proc.stdout[-2000:]}")
@@ -178,13 +185,18 @@ def train(csv: Path, seed: int, epochs: int, runs: Path) -> float:
 
 
 def table(accs: dict, seeds: int, lengths: dict) -> str:
-    """The markdown table: one row per condition, per-seed accuracies, mean, difference to uniform."""
-    mu = float(np.mean(accs["uniform"])) if "uniform" in accs else None
-    head = ["condition", "clip length (s)", *[f"seed {s}" for s in range(seeds)], "mean", "vs uniform (points)"]
+    """The markdown table: one row per condition, per-seed accuracies, mean, and the difference to
+    uniform: mean ± std over seeds of the paired per-seed differences (same seed = same split)."""
+    uni = np.array(accs["uniform"]) if "uniform" in accs else None
+    mu = float(uni.mean()) if uni is not None else None
+    head = ["condition", "clip length (s)", *[f"seed {s}" for s in range(seeds)], "mean",
+            "vs uniform (points, paired mean ± std)"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, a in accs.items():
         m = float(np.mean(a))
-        diff = "" if mu is None or name == "uniform" else f"{m - mu:+.1f}"
+        d = np.array(a) - uni if uni is not None else None
+        diff = "" if mu is None or name == "uniform" else \
+            f"{d.mean():+.1f} ± {d.std(ddof=1) if len(d) > 1 else 0.0:.1f}"
         if name == TARGET and mu is not None:
             diff += " (target ≥ −2: " + ("met" if m >= mu - 2 else "NOT met") + ")"
         elif name != "uniform" and diff:
@@ -203,6 +215,8 @@ def main(argv=None) -> int:
     ap.add_argument("--conditions", default="uniform,varied,varied+noise,varied+speed",
                     help=f"comma-separated, from {', '.join(CONDITIONS)}")
     ap.add_argument("--keep", default=None, help="write the datasets here instead of a temporary folder")
+    ap.add_argument("--trim-precise", action="store_true",
+                    help="the front end's sample-precise trimming with both-sided margins (FrontEnd.trim_precise)")
     args = ap.parse_args(argv)
     conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
     bad = [c for c in conditions if c not in CONDITIONS]
@@ -217,9 +231,10 @@ def main(argv=None) -> int:
         accs = {name: [] for name in conditions}
         for seed in range(args.seeds):
             for name in conditions:
-                accs[name].append(train(csvs[name], seed, args.epochs, Path(tmp)))
+                accs[name].append(train(csvs[name], seed, args.epochs, Path(tmp), args.trim_precise))
             print(f"seed {seed}: " + ", ".join(f"{n} {a[-1]:.1f} %" for n, a in accs.items()), flush=True)
-    print(f"\naudio-only teacher, test accuracy (%), {args.epochs} epochs, {args.seeds} seed(s); the target compares "
+    front = "FrontEnd(trim_precise=True)" if args.trim_precise else "the default FrontEnd"
+    print(f"\naudio-only teacher, {front}, test accuracy (%), {args.epochs} epochs, {args.seeds} seed(s); the target compares "
           f"'{TARGET}' (silence, length, rate, gain) with 'uniform'; noise and speed rows are extra conditions:\n")
     print(table(accs, args.seeds, stats["seconds"]))
     if "uniform" in accs and TARGET in accs:
