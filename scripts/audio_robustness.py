@@ -1,6 +1,6 @@
 """Is the audio front end robust to silence, clip length, sample rate and level? Spoken digits from espeak-ng.
 
-    .venv/bin/python scripts/audio_robustness.py --seeds 3                 # every condition, ~15 min on 2 cores
+    .venv/bin/python scripts/audio_robustness.py                           # 4 conditions × 3 seeds, ~10 min on 2 cores
     .venv/bin/python scripts/audio_robustness.py --conditions uniform,varied   # the target comparison only
     .venv/bin/python scripts/audio_robustness.py --seeds 1 --reps 2        # quicker, noisier
 
