@@ -23,15 +23,13 @@ st.markdown("Every method the engine knows, straight from its code: the docstrin
 _CODE = re.compile(r"(``.+?``|`[^`]+`)")
 # Internal references in the code's docstrings (design-document sections, repository files, module
 # paths) mean nothing to a reader of this page: they are cut, the sentence around them kept.
+# (The design document's section numbers were removed from the docstrings themselves; the last
+# pattern is a safety net for a "§" that a new docstring brings in.)
 _INTERNAL = [
-    (re.compile(r"KD Lab seed,? §[\d.]+;\s*"), ""),
-    (re.compile(r"\s*\((?:the )?KD Lab seed,? §[\d.]+\)"), ""),
-    (re.compile(r"\s*\((?:the seed's )?§[\d.]+(?:\s*/\s*§[\d.]+)*\)"), ""),
-    (re.compile(r";\s+the seed's\s+\"hinge loss\""), ', a "hinge loss"'),
-    (re.compile(r"the seed's hinge loss"), "a hinge loss"),
     (re.compile(r"\s*\(see :mod:`[^`]+`\)"), ""),
     (re.compile(r"\s*\(``(?:scripts|docs|tests)/[^`]+``\)"), ""),
-    (re.compile(r"\s*(?:the seed's\s*)?§[\d.]+"), ""),
+    (re.compile(r"\s*\(§[\d.]+(?:\s*/\s*§[\d.]+)*\)"), ""),
+    (re.compile(r"\s*§[\d.]+"), ""),
 ]
 
 

@@ -67,6 +67,22 @@ def test_home_loads_with_gallery_figure_and_links(open_page):
         assert page.stem.split("_", 1)[1] in links, page.name
 
 
+def test_navigation_starts_with_home_and_keeps_every_pages_url(open_page):
+    """The sidebar's first entry is the home page (titled, not "app"), and every page file keeps the URL
+    path of its name (pages/2_Train.py → /Train), which links, bookmarks and the browser tests use."""
+    at = open_page().run()
+    no_exception(at)
+    pages = list(at._registered_pages.values())  # what st.navigation registered, in sidebar order
+    assert pages, "app.py registers its pages with st.navigation"
+    assert pages[0]["page_name"] == "Home" and pages[0]["url_pathname"] == "" and not pages[0]["script_path"]
+    assert "app" not in [p["page_name"].strip().lower() for p in pages]
+    urls = {Path(p["script_path"]).name: p["url_pathname"] for p in pages[1:]}
+    assert urls == {f.name: f.stem.split("_", 1)[1] for f in sorted((ROOT / "pages").glob("*.py"))}
+    at.switch_page("pages/3_Temperature_explorer.py").run()  # a page by its file, as the other tests open them
+    no_exception(at)
+    assert any(t.value.startswith("Temperature") for t in at.title), [t.value for t in at.title]
+
+
 def test_home_load_preset_goes_to_setup(open_page):
     at = open_page().run()
     at.button(key="load-mfeat-crossmodal").click().run()

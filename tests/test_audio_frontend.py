@@ -180,3 +180,61 @@ def test_denoise_lowers_a_stationary_noise_floor_and_spares_clean_clips():
     assert np.array_equal(denoise(clean), clean)  # digital silence: nothing to subtract
     loud = tone(400, rate, 1.0)
     assert np.array_equal(denoise(loud), loud)  # no quiet part to learn the noise from
+
+
+def chirp_word(rate: int, seconds: float = 0.35, amp: float = 0.5) -> np.ndarray:
+    """A Hann-windowed 300 → 1200 Hz chirp: a 'word' whose features change along it (position matters)."""
+    t = np.arange(int(round(rate * seconds))) / rate
+    f = 300 + 900 * t / seconds
+    return (amp * np.sin(2 * np.pi * np.cumsum(f) / rate) * np.hanning(len(t))).astype(np.float32)
+
+
+def with_silence(word: np.ndarray, rate: int, lead: float, tail: float) -> np.ndarray:
+    return np.concatenate([np.zeros(int(round(lead * rate)), np.float32), word,
+                           np.zeros(int(round(tail * rate)), np.float32)])
+
+
+def test_precise_trimming_follows_the_word_by_the_sample_and_pads_a_tight_end():
+    """``precise=True``: the kept part follows the word sample by sample (not a 10 ms grid from the clip's
+    start); ``pad=True``: a word that starts right at the clip's start still gets its margin in front."""
+    rate, word = 8000, chirp_word(8000)
+    ref = trim_silence(with_silence(word, rate, 0.2, 0.2), rate, precise=True, pad=True)
+    for lead in (0.2 + 1 / rate, 0.2 + 37 / rate, 0.2 + 79 / rate, 0.55, 0.02):
+        got = trim_silence(with_silence(word, rate, lead, 0.3), rate, precise=True, pad=True)
+        assert np.array_equal(got, ref), lead
+    # on the default 10 ms grid the kept part depends on where the grid falls (by up to a frame)
+    onsets = {int(np.flatnonzero(trim_silence(with_silence(word, rate, 0.2 + k / rate, 0.3), rate))[0])
+              for k in (0, 37, 79)}
+    assert len(onsets) > 1
+    assert len({int(np.flatnonzero(trim_silence(with_silence(word, rate, 0.2 + k / rate, 0.3), rate,
+                                                precise=True))[0]) for k in (0, 37, 79)}) == 1
+    tight = np.concatenate([word[len(word) // 2:], np.zeros(2000, np.float32)])  # loud from sample 0
+    assert trim_silence(tight, rate, precise=True)[0] != 0  # pad=False: nothing in front of sample 0
+    padded = trim_silence(tight, rate, precise=True, pad=True)
+    margin = int(0.02 * rate)
+    assert np.all(padded[:margin] == 0) and np.array_equal(padded[margin:margin + 100], tight[:100])
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050])
+@pytest.mark.parametrize("precise", [False, True])
+def test_front_end_features_do_not_depend_on_silence_rate_or_level(rate, precise):
+    """The same word with different leading / trailing silence (so different clip lengths, cut tight at
+    one end or not), stored at 8, 16 or 22.05 kHz, at different levels: the same log-mel features —
+    exactly with ``trim_precise`` (up to resampling), within a few % of their spread on the default grid
+    (the word moves by up to a 10 ms frame, and by half the margin when it touches an end)."""
+    fe = FrontEnd(trim_precise=precise)
+    ref = fe([with_silence(chirp_word(8000), 8000, 0.25, 0.25)], 8000)
+    for lead, tail, gain in [(0.0, 0.3, 1.0), (0.2, 0.9, 0.05), (0.013, 0.51, 0.3), (1.3, 0.0, 1.0), (0.7371, 0.1, 0.01)]:
+        x = with_silence(chirp_word(rate), rate, lead, tail) * np.float32(gain)
+        diff = (fe([x], rate) - ref).abs()
+        if not precise:
+            assert diff.mean().item() < 0.1 * ref.std().item(), (lead, tail, gain)
+        elif rate == 8000:
+            assert diff.max().item() < 1e-3, (lead, tail, gain, diff.max().item())
+        else:  # resampling changes the samples a little, not the features
+            assert diff.mean().item() < 0.01 * ref.std().item() and diff.max().item() < 0.1, (lead, tail, gain)
+
+
+def test_precise_trimming_is_off_by_default():
+    """The default front end keeps the 10 ms grid (the bundled models and measured results use it)."""
+    assert DEFAULT.trim_precise is False and FrontEnd(trim_precise=True).shape == DEFAULT.shape

@@ -222,3 +222,61 @@ def test_methods_page_has_no_internal_references(open_page):
     text = shown_text(at)
     assert "attention_kd" in text and "activation boundaries" in text
     assert not [j for j in JARGON if j in text], [line for line in text.splitlines() if any(j in line for j in JARGON)]
+
+
+def all_shown_text(at) -> str:
+    """Every piece of text a page shows: headings, markdown, captions, alerts, expander / tab / button /
+    widget labels and helps."""
+    parts = [e.value for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error",
+                                  "success") for e in at.get(kind)]
+    parts += [e.label for e in at.expander] + [t.label for t in at.tabs]
+    for kind in ("button", "checkbox", "toggle", "radio", "selectbox", "multiselect", "slider", "select_slider",
+                 "number_input", "text_input", "text_area"):
+        for w in at.get(kind):
+            parts += [getattr(w, "label", "") or "", getattr(w, "help", "") or ""]
+            parts += [str(o) for o in (getattr(w, "options", None) or [])]
+    return "\n".join(str(p) for p in parts)
+
+
+def page_files() -> list[str | None]:
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    return [None] + [f"pages/{p.name}" for p in sorted((root / "pages").glob("*.py"))]
+
+
+@pytest.mark.parametrize("page", page_files())
+def test_no_page_shows_design_document_references(open_page, page):
+    """No page (home included) shows the design document's section marks ("§4.2", "the seed's …")."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    if page is None:
+        root = __import__("pathlib").Path(__file__).resolve().parents[1]
+        at = AppTest.from_file(str(root / "app.py"), default_timeout=300)
+        st.cache_resource.clear()
+    else:
+        at = open_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = all_shown_text(at)
+    assert len(text) > 50, text
+    bad = [line for line in text.splitlines() if "§" in line or "seed's" in line or "KD Lab seed" in line]
+    assert not bad, bad
+
+
+def test_method_docstrings_carry_no_design_document_references():
+    """At the source: what ``python -m kdcore methods`` prints and the Methods page shows (summary,
+    paper, docstring of every loss, weighting and temperature schedule) names no section of the design
+    document."""
+    import inspect
+    import re
+
+    from kdcore.losses import LOSSES
+    from kdcore.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
+
+    internal = re.compile(r"seed's|KD Lab seed|\(§|^§| §\d")
+    found = []
+    for name, cls in [*LOSSES.items(), *WEIGHTINGS.items(), *TEMPERATURE_SCHEDULES.items()]:
+        for text in (getattr(cls, "summary", ""), getattr(cls, "paper", ""), inspect.getdoc(cls)):
+            found += [f"{name}: {line.strip()}" for line in (text or "").splitlines()
+                      if internal.search(line) and not re.search(r"et al\.?,? \d{4},? §", line)]
+    assert not found, found

@@ -1,4 +1,4 @@
-"""Magnitude pruning on a schedule (sparse distillation, §6.4.5).
+"""Magnitude pruning on a schedule (sparse distillation).
 
 Global L1 unstructured pruning (``torch.nn.utils.prune.global_unstructured``) over the weights of
 every ``Conv*d`` and ``Linear`` module of the student: the smallest-|w| weights across all those

@@ -80,6 +80,28 @@ def test_temperature_explorer_slider_changes_the_softmax(page: Page, app_server,
     page.screenshot(path=str(screenshots / "temperature-explorer.png"), full_page=True)
 
 
+def test_sidebar_navigation_starts_with_home_and_links_every_page(page: Page, app_server):
+    """The sidebar's first entry reads "Home" (not the entry script's name "app"); a click on an entry
+    opens the page under its file's URL path."""
+    page.goto(app_server.url + "/")
+    wait_idle(page)
+    no_exception(page)
+    links = page.locator('[data-testid="stSidebarNav"] a')
+    expect(links.first).to_be_visible()
+    texts = [t.strip().splitlines()[-1].strip() for t in links.all_inner_texts()]  # the label after the icon
+    assert texts[0] == "Home", texts
+    assert "app" not in [t.lower() for t in texts]
+    assert len(texts) == len(page_paths()), texts
+    links.filter(has_text="Methods").first.click()
+    page.wait_for_url("**/Methods", timeout=60_000)
+    wait_idle(page)
+    no_exception(page)
+    links.first.click()
+    page.wait_for_url(app_server.url + "/", timeout=60_000)
+    wait_idle(page)
+    expect(page.get_by_role("button", name="▶ Run the default preset")).to_be_visible()
+
+
 @pytest.mark.parametrize("page_file", list(page_paths()))
 def test_every_page_opens_without_exception(page: Page, app_server, screenshots, page_file):
     path = page_paths()[page_file]

@@ -1,5 +1,5 @@
 """Feature-based and relation-based distillation: FitNets, attention transfer (AT), activation
-boundaries (AB, the seed's hinge loss), similarity preserving (SP), relational KD (RKD) and
+boundaries (AB, a squared hinge loss), similarity preserving (SP), relational KD (RKD) and
 probabilistic knowledge transfer (PKT).
 
 Every loss reads features from the :class:`ModelOutput` by an address (see
@@ -151,8 +151,8 @@ class AttentionTransfer(DistillLoss):
 @register
 class ActivationBoundary(_PairLoss):
     """Activation-boundary distillation — Heo, Lee, Yun & Choi, AAAI 2019 ("Knowledge Transfer via
-    Distillation of Activation Boundaries Formed by Hidden Neurons", arXiv:1811.03233); the seed's
-    "hinge loss".
+    Distillation of Activation Boundaries Formed by Hidden Neurons", arXiv:1811.03233): a squared
+    hinge loss on the teacher's neuron signs.
 
         ρ = 1[h_T > 0],  s = P(h_S),
         L = (1/B) Σ_i mean_j [ ρ_ij · max(0, μ − s_ij)² + (1 − ρ_ij) · max(0, μ + s_ij)² ],  μ = 1
@@ -167,7 +167,7 @@ class ActivationBoundary(_PairLoss):
     RepDistiller uses AB only to initialise the student; here it is a term trained throughout."""
 
     name = "ab"
-    summary = "activation boundaries (the seed's hinge loss): squared hinge, margin μ, on teacher neuron signs"
+    summary = "activation boundaries: squared hinge, margin μ, on teacher neuron signs"
     family = "feature"
     paper = "Heo et al. AAAI 2019, arXiv:1811.03233"
     defaults = {"margin": 1.0, **_ADDRESS}

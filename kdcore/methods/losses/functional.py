@@ -280,7 +280,7 @@ def feature_distance(pred: Tensor, target: Tensor, distance: str = "mse") -> Ten
 
 def weighted_modality_feature_loss(student_proj: list[Tensor], teacher_feats: list[Tensor], weights: Tensor,
                                    sample_weight: Tensor | None = None) -> Tensor:
-    """Attention-weighted per-modality feature distillation (KD Lab seed §4.2).
+    """Attention-weighted per-modality feature distillation (KD Lab's multimodal method).
 
     L = (1/B) Σ_i Σ_m w_im · (1/D) ‖P_m(h_S,im) − h_T,im‖², with ``student_proj`` = [P_m(h_S,m)],
     ``teacher_feats`` = [h_T,m] and w [B, M] the teacher's attention renormalised over these modalities.

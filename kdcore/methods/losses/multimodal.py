@@ -1,4 +1,4 @@
-"""Multimodal distillation (the KD Lab seed, §4.2): modality-attention distillation, attention-weighted
+"""Multimodal distillation: modality-attention distillation, attention-weighted
 per-modality feature distillation and cross-modal feature distillation onto the teacher's fused feature.
 
 "Modalities both see" are the modalities of the student network that the teacher network also has
@@ -33,7 +33,7 @@ def shared_attention(student: ModelOutput, teacher: ModelOutput, shared: list[st
 
 @register
 class ModalityAttentionKD(DistillLoss):
-    """Modality-attention distillation (KD Lab seed §4.2; the KL-between-attention-distributions form
+    """Modality-attention distillation (the KL-between-attention-distributions form
     of MiniLM, Wang et al. NeurIPS 2020, applied to modality attention).
 
         ᾱ = α / Σ_{m ∈ shared} α_m  (renormalised over the modalities both networks see),
@@ -49,7 +49,7 @@ class ModalityAttentionKD(DistillLoss):
     name = "attention_kd"
     summary = "KL(α_T ‖ α_S) between teacher and student modality attention over the shared modalities"
     family = "multimodal"
-    paper = "KD Lab seed §4.2; KL form of Wang et al. NeurIPS 2020 (MiniLM)"
+    paper = "KL form of Wang et al. NeurIPS 2020 (MiniLM), applied to modality attention"
     defaults: dict[str, Any] = {}
     default_weight = 1.0
 
@@ -80,7 +80,7 @@ class ModalityAttentionKD(DistillLoss):
 
 @register
 class ModalityFeatureKD(DistillLoss):
-    """Attention-weighted per-modality feature distillation (KD Lab seed §4.2; per-modality FitNets-style
+    """Attention-weighted per-modality feature distillation (per-modality FitNets-style
     hints, Romero et al. ICLR 2015, weighted by the teacher's modality attention).
 
         w_im = α_T,im / Σ_{m' ∈ shared} α_T,im'   (uniform 1/|shared| when the teacher has no attention),
@@ -94,7 +94,7 @@ class ModalityFeatureKD(DistillLoss):
     name = "modality_feature_kd"
     summary = "Σ_m α_T,m·‖P_m(h_S,m) − h_T,m‖²: per-modality feature hints weighted by teacher attention"
     family = "multimodal"
-    paper = "KD Lab seed §4.2; hints as in Romero et al. ICLR 2015"
+    paper = "hints as in Romero et al. ICLR 2015, weighted by the teacher's modality attention"
     defaults: dict[str, Any] = {}
     default_weight = 1.0
 

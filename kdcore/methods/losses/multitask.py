@@ -1,4 +1,4 @@
-"""Multi-task distillation: Hinton KD on every auxiliary head (the seed's §2.1.5 / §6.4.2)."""
+"""Multi-task distillation: Hinton KD on every auxiliary head."""
 
 from __future__ import annotations
 

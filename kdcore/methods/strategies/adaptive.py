@@ -1,4 +1,4 @@
-"""Adaptive distillation (§2.1.4 / §6.4.1): loss weights and per-sample weights that change
+"""Adaptive distillation: loss weights and per-sample weights that change
 during training.
 
 * ``uncertainty`` — Kendall, Gal & Cipolla, CVPR 2018, "Multi-Task Learning Using Uncertainty to
