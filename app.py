@@ -151,9 +151,9 @@ def home() -> None:
             st.caption("A real test sample and the bundled teacher. Explore it in the Temperature explorer.")
 
     st.header("Presets, grouped by what they teach")
-    st.caption("Each preset is a full experiment spec with a claim. *Load* opens it in Setup; *Run* starts it right away. "
-               "The measured result is the paired KD − baseline gain over several seeds (KD helps or hurts only when the "
-               "mean is more than 2 standard deviations from 0).")
+    st.caption("Each preset is a full experiment spec with a claim. *Load* opens it in Setup; *Run* starts it right "
+               "away. The measured result is the paired KD − baseline gain over several seeds (KD helps or hurts only "
+               "when the mean is more than 2 standard deviations from 0).")
 
     for group, title in GROUPS:
         names = [n for n in PRESETS if (lesson_table.get(n) or {}).get("group", "methods") == group]

@@ -270,8 +270,8 @@ def test_method_docstrings_carry_no_design_document_references():
     import inspect
     import re
 
-    from kdcore.losses import LOSSES
-    from kdcore.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
+    from kdcore.methods.losses import LOSSES
+    from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
 
     internal = re.compile(r"seed's|KD Lab seed|\(§|^§| §\d")
     found = []

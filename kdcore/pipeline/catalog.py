@@ -25,8 +25,7 @@ def build_catalog() -> dict[str, Any]:
     from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
     from kdcore.models.encoders import DEFAULT_FOR, ENCODER_KINDS
     from kdcore.models.fusion import FUSIONS
-    from kdcore.pipeline.recipes import EXTRA_PHASES
-    from kdcore.pipeline.recipes.extra import PHASE_PARAMS, PHASE_RANGES, PHASE_SUMMARY
+    from kdcore.pipeline.recipes.registry import RECIPES
 
     datasets = {}
     for name, cls in DATASETS.items():
@@ -41,12 +40,12 @@ def build_catalog() -> dict[str, Any]:
               for name, cls in LOSSES.items()}
     strategies = lambda reg: {n: {"summary": c.summary, "defaults": _jsonable(c.defaults)}  # noqa: E731
                               for n, c in reg.items()}
-    phases = {}
-    for name in EXTRA_PHASES:
-        params = PHASE_PARAMS.get(name, {})
-        phases[name] = {"summary": PHASE_SUMMARY.get(name, ""),
-                        "params": {k: {"default": v, "min": PHASE_RANGES[k][0], "max": PHASE_RANGES[k][1]}
-                                   for k, v in params.items()}}
+    import kdcore.pipeline.recipes  # noqa: F401  (every recipe module registers itself)
+
+    phases = {name: {"summary": r.summary,
+                     "params": {k: {"default": v, "min": r.ranges[k][0], "max": r.ranges[k][1]}
+                                for k, v in r.params.items()}}
+              for name, r in RECIPES.items()}
     return {
         "_generated_by": "python -m kdcore.pipeline.catalog --write (do not edit by hand)",
         "datasets": datasets,

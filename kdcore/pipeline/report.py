@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 import time
 
+from kdcore.core.events import Event, PhaseFinished, PhaseStarted, RunDiverged, RunFailed, RunStopped, StepLosses
+
 __all__ = ["ProgressPrinter", "result_table"]
 
 
@@ -21,27 +23,25 @@ class ProgressPrinter:
         self.phase = ""
         self.t0 = time.time()
 
-    def __call__(self, ev) -> None:
-        kind = ev.kind
-        if kind == "PhaseStarted":
-            self.phase, self.total, self.t0 = ev.phase, max(1, ev.epochs * ev.steps_per_epoch), time.time()
-            note = f" (teacher cache {ev.teacher_cache})" if ev.teacher_cache else ""
-            self.stream.write(f"\n{ev.phase}: {ev.params:,} parameters{note}\n")
-        elif kind == "StepLosses":
-            done = ev.step + 1
-            if done % 5 and done != self.total:
-                return
-            frac = done / self.total
-            bar = "#" * int(30 * frac)
-            eta = (time.time() - self.t0) / frac * (1 - frac)
-            self.stream.write(f"\r  [{bar:<30}] {100 * frac:5.1f}%  loss {ev.total:.4f}  ETA {eta:4.0f}s")
-        elif kind == "EpochMetrics":
-            pass
-        elif kind == "PhaseFinished":
-            self.stream.write(f"\n  best epoch {ev.best_epoch}: val {100 * ev.val_acc:.1f}%  "
-                              f"test {100 * ev.test_acc:.1f}%  ({ev.seconds:.1f}s)\n")
-        elif kind in ("RunFailed", "RunDiverged", "RunStopped"):
-            self.stream.write(f"\n{kind}: {ev.message}\n")
+    def __call__(self, ev: Event) -> None:
+        match ev:
+            case PhaseStarted():
+                self.phase, self.total, self.t0 = ev.phase, max(1, ev.epochs * ev.steps_per_epoch), time.time()
+                note = f" (teacher cache {ev.teacher_cache})" if ev.teacher_cache else ""
+                self.stream.write(f"\n{ev.phase}: {ev.params:,} parameters{note}\n")
+            case StepLosses():
+                done = ev.step + 1
+                if done % 5 and done != self.total:
+                    return
+                frac = done / self.total
+                bar = "#" * int(30 * frac)
+                eta = (time.time() - self.t0) / frac * (1 - frac)
+                self.stream.write(f"\r  [{bar:<30}] {100 * frac:5.1f}%  loss {ev.total:.4f}  ETA {eta:4.0f}s")
+            case PhaseFinished():
+                self.stream.write(f"\n  best epoch {ev.best_epoch}: val {100 * ev.val_acc:.1f}%  "
+                                  f"test {100 * ev.test_acc:.1f}%  ({ev.seconds:.1f}s)\n")
+            case RunFailed() | RunDiverged() | RunStopped():
+                self.stream.write(f"\n{ev.kind}: {ev.message}\n")
         self.stream.flush()
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from kdcore.pipeline.recipes.registry import EXTRA_PHASES
+from kdcore.pipeline.recipes.registry import register_phase
 from kdcore.train.trainer import PhaseConfig, PhaseRun
 from kdcore.methods.losses import DistillLoss, StepContext
 from kdcore.methods.losses import functional as LF
@@ -166,4 +166,6 @@ def build_prune_ce(exp) -> PhaseConfig:
     return _build_prune(exp, "prune_ce", {"ce": LossTerm(weight=1.0)})
 
 
-EXTRA_PHASES.update({"ard": build_ard, "prune_kd": build_prune_kd, "prune_ce": build_prune_ce})
+for _name, _build in (("ard", build_ard), ("prune_kd", build_prune_kd), ("prune_ce", build_prune_ce)):
+    register_phase(_name, _build, PHASE_SUMMARY[_name], PHASE_PARAMS[_name],
+                   {k: PHASE_RANGES[k] for k in PHASE_PARAMS[_name]})
