@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from kdcore.data import load_data
-from kdcore.data.custom import dataset_class
+from kdcore.data import dataset_class
 from kdcore.models import build_model, count_parameters
 from kdcore.presets import PRESETS
 from kdcore.core.spec import ExperimentSpec, SpecError, validate_spec

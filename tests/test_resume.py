@@ -17,7 +17,8 @@ from helpers_store import accuracies, tiny_spec
 from kdcore.pipeline.experiment import Experiment
 from kdcore.models.checkpoints import load_state
 from kdcore.store.registry import open_registry
-from kdcore.store.resume import ResumeError, read_resume, resume
+from kdcore.store.resume import ResumeError, read_resume
+from kdcore.store.resume_run import resume
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +59,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, reference, phase, 
 
 
 def test_finished_phases_are_loaded_not_retrained(tmp_path, reference):
-    from kdcore.store.resume import prepare_resume
+    from kdcore.store.resume_run import prepare_resume
 
     exp = Experiment(tiny_spec("resume-me"), run_root=tmp_path)
     exp.epoch_callbacks.append(lambda e, ph, ep, m: (_ for _ in ()).throw(Interrupt()) if ph == "kd" else None)

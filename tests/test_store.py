@@ -214,7 +214,7 @@ def test_pickle_teacher_checkpoint_in_a_spec_fails_the_run_cleanly(tmp_path):
 
 
 def test_corrupt_resume_checkpoint_gives_a_clear_error(tmp_path):
-    from kdcore.store.resume import prepare_resume
+    from kdcore.store.resume_run import prepare_resume
 
     root = tmp_path / "runs"
     exp = Experiment(tiny_spec("c", student_epochs=2), run_root=root)

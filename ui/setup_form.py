@@ -22,7 +22,7 @@ import streamlit as st
 import yaml
 
 from kdcore.data import DATASETS
-from kdcore.data.custom import dataset_class
+from kdcore.data import dataset_class
 from kdcore.data.tasks import AUX_TASKS
 from kdcore.methods.losses import LOSSES
 from kdcore.core.spec import ARCHS_BY_KIND, DEFAULT_ARCH, FUSIONS, OPTIMIZERS, DEVICES, SpecError

@@ -14,7 +14,13 @@ import argparse
 import sys
 from typing import Callable
 
-from kdcore.cli import bench, explain, methods, presets, run, store_commands, sweep
+import kdcore.cli.bench as bench
+import kdcore.cli.explain as explain
+import kdcore.cli.methods as methods
+import kdcore.cli.presets as presets
+import kdcore.cli.run as run
+import kdcore.cli.store_commands as store_commands
+import kdcore.cli.sweep as sweep
 from kdcore.cli.common import UsageError
 
 # command order as shown by --help

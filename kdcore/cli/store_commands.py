@@ -87,7 +87,7 @@ def _resume(args) -> int:
     import torch
 
     from kdcore.pipeline.report import ProgressPrinter, result_table
-    from kdcore.store.resume import ResumeError, prepare_resume
+    from kdcore.store.resume_run import ResumeError, prepare_resume
 
     reg = _registry(args)
     rec = _resolve(reg, args.run_id)

@@ -43,7 +43,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdcore.core.catalog import dataset_info
 from kdcore.data.audio import DEFAULT as AUDIO_FRONT_END, FrontEnd
 from kdcore.core.layout import (  # noqa: F401  (the source layout, read from headers only)
     AUDIO_EXTS, IMAGE_EXTS, KIND_TO_MODALITY, KINDS, LABEL_COLUMNS, MAX_AUDIO_SECONDS, MAX_CSV_BYTES,
@@ -429,20 +428,6 @@ class CustomDataset(MultimodalDataset):
             labels=torch.from_numpy(labels), num_classes=len(rep.classes), class_names=list(rep.classes),
             split_index=split, meta={**imp.meta, "import_report": rep.to_dict()}, pairing_note=self.pairing_note,
         )
-
-
-def dataset_class(name: str, path: str | None = None) -> type[MultimodalDataset]:
-    """The dataset class a spec names; for ``custom`` a subclass whose modalities are read from
-    ``path`` (headers only). Raises ``ValueError`` with a field-naming message."""
-    from kdcore.data import DATASETS
-
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
-    if name != "custom":
-        return DATASETS[name]  # data.path is ignored for bundled datasets (the app may keep it around)
-    mods = dataset_info(name, path).modalities  # the source's layout, headers only; field-naming errors
-    return type("CustomDataset_" + _modality_name(Path(path).name), (CustomDataset,),
-                {"MODALITIES": mods, "PATH": str(path)})
 
 
 # uploads (the Data page) live in kdcore.data.uploads; re-exported for callers of this module

@@ -15,7 +15,7 @@ from kdcore.data.audio import DEFAULT as AUDIO_FRONT_END, add_noise_snr
 from kdcore.data.base import ASSETS, ModalityInfo, MultimodalDataset, TensorData, limit_train, stratified_split
 from kdcore.data.image import add_image_noise
 from kdcore.data.tasks import AUX_TASKS, aux_labels
-from kdcore.data import text as textmod
+import kdcore.data.text as textmod
 
 TEXT_LEN = 12
 

@@ -472,7 +472,7 @@ class JobManager:
 
         Checks now that the run can be resumed (raises ``ResumeError`` with the reason); the run is
         claimed when the job starts."""
-        from kdcore.store.resume import check_resumable, prepare_resume
+        from kdcore.store.resume_run import check_resumable, prepare_resume
 
         root = self.run_root or runs_dir()
         _, rec, spec = check_resumable(run_id, root)

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from kdcore.viz import fast
+import kdcore.viz.fast as fast
 from kdcore.viz.training import PALETTE, PHASE_COLORS
 
 PHASE_LABELS = {"teacher": "teacher", "baseline": "baseline (no KD)", "kd": "KD student"}  # short: one legend row

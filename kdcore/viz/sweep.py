@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from kdcore.viz import fast
+import kdcore.viz.fast as fast
 from kdcore.viz.training import PALETTE, PHASE_COLORS
 
 LOG_SPAN = 8.0  # values spanning at least this ratio get a log x axis

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from kdcore.viz import fast
+import kdcore.viz.fast as fast
 
 TEACHER_COLOR, STUDENT_COLOR, HARD_COLOR = "#4C6EF5", "#F08C00", "#495057"
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from kdcore.viz import fast
+import kdcore.viz.fast as fast
 
 PHASE_COLORS = {"teacher": "#495057", "baseline": "#F08C00", "kd": "#4C6EF5", "ard": "#2F9E44", "prune": "#AE3EC9"}
 PALETTE = ["#4C6EF5", "#F03E3E", "#2F9E44", "#F08C00", "#AE3EC9", "#1098AD", "#E64980", "#5C940D", "#495057",
