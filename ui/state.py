@@ -9,7 +9,9 @@ the tab's job id, and the spec ⇄ URL round trip.
   not stop a job and coming back shows it.
 * The URL holds ``preset=<base preset>`` plus every field that differs from it (dotted keys, JSON
   values), so a link reproduces the setup.
-* ``KDLAB_FAST=1`` (tests and the UI latency benchmark only) shrinks every loaded preset.
+* ``KDLAB_FAST=1`` (tests and the UI latency benchmark only) shrinks every loaded preset;
+  ``KDLAB_FAST_OVERRIDES`` (space-separated ``field=value``) adds to that shrinking, e.g. the browser
+  tests lengthen the students so a live chart has time to update before the run ends.
 """
 
 from __future__ import annotations
@@ -40,9 +42,14 @@ def fast_mode() -> bool:
     return os.environ.get("KDLAB_FAST", "") == "1"
 
 
+def fast_overrides() -> list[str]:
+    """The overrides of the quick variant: :data:`FAST_OVERRIDES`, then ``$KDLAB_FAST_OVERRIDES``."""
+    return FAST_OVERRIDES + os.environ.get("KDLAB_FAST_OVERRIDES", "").split()
+
+
 def preset_spec(name: str) -> ExperimentSpec:
     spec = load_preset(name)
-    return spec.with_overrides(FAST_OVERRIDES) if fast_mode() else spec
+    return spec.with_overrides(fast_overrides()) if fast_mode() else spec
 
 
 @st.cache_resource(show_spinner=False)

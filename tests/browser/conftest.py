@@ -31,7 +31,9 @@ def browser_context_args(browser_context_args):
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("kdlab-browser")
-    with AppServer(tmp / "runs", fast=True, log=tmp / "streamlit.log", env={"KDLAB_MAX_JOBS": "2"}) as srv:
+    with AppServer(tmp / "runs", fast=True, log=tmp / "streamlit.log", env={"KDLAB_MAX_JOBS": "2",
+                   # students long enough that the live chart updates at least once before the end
+                   "KDLAB_FAST_OVERRIDES": "train.student_epochs=6"}) as srv:
         yield srv
 
 

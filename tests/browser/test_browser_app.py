@@ -49,9 +49,11 @@ def test_run_default_preset_live_chart_then_result(page: Page, app_server, scree
     first = poll_until(page, "the live loss chart", lambda p: chart_points(p, "Loss terms per step") > 0
                        and chart_points(p, "Loss terms per step"))
     assert not has_result(page), "finished before the first chart"
-    grew = poll_until(page, "a live chart update", lambda p: (chart_points(p, "Loss terms per step") > first
-                                                              or has_result(p)) and
-                      (chart_points(p, "Loss terms per step"), not has_result(p)))
+    def grown_or_done(p: Page):
+        n, done = chart_points(p, "Loss terms per step"), has_result(p)
+        return (n > first or done) and (n, not done)
+
+    grew = poll_until(page, "a live chart update", grown_or_done, every=0.2)
     assert grew[0] > first and grew[1], "the chart did not update while the job ran"
     wait_charts(page)
     page.screenshot(path=str(screenshots / "train-live.png"), full_page=True)
