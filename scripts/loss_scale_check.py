@@ -29,7 +29,7 @@ from kdcore.core.spec import LossTerm  # noqa: E402
 
 def grads(exp: Experiment) -> None:
     spec = exp.spec
-    exp._run_phase(exp.student_phase("baseline", {"ce": LossTerm(weight=1.0)}))
+    exp.run_phase(exp.student_phase("baseline", {"ce": LossTerm(weight=1.0)}))
     tr = exp.data.split("train")
     mods = sorted(set(spec.student_modalities()) | set(spec.teacher_modalities()))
     for label, student in (("init", exp.new_student()), ("CE-trained", exp.models["baseline"])):
@@ -78,7 +78,7 @@ def pkt_scan(exp: Experiment) -> None:
         init = build_model(spec.student, spec.student_modalities(), exp.data)
         exp.student_init = {k: v.clone() for k, v in init.state_dict().items()}
         for k, losses in runs.items():
-            acc[k].append(exp._run_phase(exp.student_phase("kd", losses, seed_offset=10 + seed)).test_acc)
+            acc[k].append(exp.run_phase(exp.student_phase("kd", losses, seed_offset=10 + seed)).test_acc)
             print(seed, k, round(acc[k][-1], 4), flush=True)
     print("teacher test accuracy", exp.results["teacher"].test_acc)
     for k, v in acc.items():

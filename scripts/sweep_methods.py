@@ -131,7 +131,7 @@ def run_seed(preset: str, seed: int, methods: list[str], cache: dict, quick: boo
     exp = Experiment(base)
     exp.setup()
     entry["teacher"] = exp.results["teacher"].test_acc
-    res = exp._run_phase(exp.student_phase("baseline", {"ce": LossTerm(weight=1.0)}))
+    res = exp.run_phase(exp.student_phase("baseline", {"ce": LossTerm(weight=1.0)}))
     entry["baseline"] = res.test_acc
     print(f"[{preset} seed {seed}] teacher {100 * entry['teacher']:.1f}  baseline {100 * res.test_acc:.1f}"
           f"  ({time.time() - t0:.0f}s)", flush=True)
@@ -141,7 +141,7 @@ def run_seed(preset: str, seed: int, methods: list[str], cache: dict, quick: boo
         spec = method_spec(base, m)
         exp.spec = spec  # same data, teacher, student init; only distill.* differs
         try:
-            r = exp._run_phase(exp.student_phase(m, spec.distill.losses))
+            r = exp.run_phase(exp.student_phase(m, spec.distill.losses))
             entry["methods"][m] = {"test_acc": r.test_acc, "spec_hash": _hash(spec.to_yaml()),
                                    "seconds": round(time.time() - t1, 1)}
             msg = f"{100 * r.test_acc:.1f}"

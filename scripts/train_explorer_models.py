@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     spec = explorer_spec(args.labelled, (args.teacher_epochs, args.student_epochs), args.teacher_lr, args.set)
     t0 = time.time()
-    exp = Experiment(spec, run_root=None)
+    exp = Experiment(spec)
     result = exp.run()
     if result.status != "finished":
         print(f"training did not finish: {result.status} {result.message}", file=sys.stderr)

@@ -16,6 +16,8 @@ from kdcore.pipeline.experiment import Experiment
 from kdcore.explain import AgreementCallback
 from kdcore.presets import load_preset
 from kdcore.viz import fast
+from kdcore.store.recorder import RunRecorder
+from kdcore.train.callbacks import LambdaCallback
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTENTION, ATTRIBUTIONS = "pages/6_Attention.py", "pages/7_Attributions.py"
@@ -33,8 +35,8 @@ def tiny_spec(epochs: int = EPOCHS, name: str = "inspect"):
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("inspect-runs")
-    exp = Experiment(tiny_spec(), [], run_root=root)
-    exp.epoch_callbacks.append(AgreementCallback(samples=8, steps=4))
+    exp = Experiment(tiny_spec(), [], callbacks=[RunRecorder(root)])
+    exp.add_callback(AgreementCallback(samples=8, steps=4))
     assert exp.run().status == "finished"
     return exp.run_dir
 
@@ -187,9 +189,9 @@ def test_pages_follow_a_live_job(open_page):
     at_attr = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     at_attr.switch_page(ATTRIBUTIONS)
     # each epoch lasts ≥ 2.5 s, so polls (two page reruns each) see several epochs whatever the machine's speed
-    hold = lambda exp, phase, epoch, model: time.sleep(2.5)  # noqa: E731
+    hold = LambdaCallback(on_epoch_end=lambda run: time.sleep(2.5))
     job = get_manager().submit(tiny_spec(epochs=3, name="live"),
-                               epoch_callbacks=[AgreementCallback(samples=4, steps=2), hold])
+                               callbacks=[AgreementCallback(samples=4, steps=2), hold])
     seen_att, seen_attr = set(), set()
     deadline = time.time() + 600
     while time.time() < deadline:

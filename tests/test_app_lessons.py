@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 import kdcore.presets as presets
 from kdcore.presets import DEFAULT_PRESET, PRESETS, lessons, load_preset
+from kdcore.store.recorder import RunRecorder
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 600
@@ -247,7 +248,7 @@ def test_compare_onnx_download_of_a_real_run_and_a_clear_error_without_checkpoin
     root = tmp_path / "runs"
     spec = load_preset(DEFAULT_PRESET).with_overrides(["train.teacher_epochs=1", "train.student_epochs=1",
                                                        "name=onnx-run"])
-    assert Experiment(spec, run_root=root).run().status == "finished"
+    assert Experiment(spec, callbacks=[RunRecorder(root)]).run().status == "finished"
     at = open_page("pages/5_Compare.py").run()
     no_exception(at)
     at.toggle(key="cmp-onnx").set_value(True).run()

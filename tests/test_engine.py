@@ -10,6 +10,7 @@ from kdcore.pipeline.experiment import Experiment
 from kdcore.train.trainer import teacher_output
 from kdcore.methods.losses import functional as LF
 from kdcore.core.spec import LossTerm
+from kdcore.store.recorder import RunRecorder
 
 
 def test_kd_term_matches_hand_computed_value_with_t_squared():
@@ -55,7 +56,7 @@ def test_teacher_is_frozen_and_only_student_gets_gradients(tiny_spec):
     assert all(p.grad is None for p in exp.teacher.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in cfg.model.parameters())
     # a full KD phase leaves the teacher bit-identical
-    exp._run_phase(exp.student_phase("kd", tiny_spec.distill.losses))
+    exp.run_phase(exp.student_phase("kd", tiny_spec.distill.losses))
     after = exp.teacher.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
@@ -86,7 +87,7 @@ def test_teacher_cache_gives_same_result_as_live_teacher(tiny_spec):
 
 def test_events_stream_and_run_folder(tiny_spec, tmp_path):
     events = []
-    res = Experiment(tiny_spec, [events.append], run_root=tmp_path).run()
+    res = Experiment(tiny_spec, [events.append], callbacks=[RunRecorder(tmp_path)]).run()
     kinds = [e.kind for e in events]
     assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished"
     steps = [e for e in events if e.kind == "StepLosses" and e.phase == "kd"]

@@ -22,6 +22,7 @@ from kdcore.explain.runs import load_run
 from kdcore.models import build_model
 from kdcore.presets import load_preset
 from kdcore.core.spec import ExperimentSpec
+from kdcore.store.recorder import RunRecorder
 
 EPOCHS = 2
 pytestmark = pytest.mark.slow  # trains one tiny experiment (module fixture)
@@ -35,8 +36,8 @@ def run(tmp_path_factory):
         "data.train_limit=200",
     ])
     events = []
-    exp = Experiment(spec, [events.append], run_root=tmp_path_factory.mktemp("runs"))
-    exp.epoch_callbacks.append(AgreementCallback(samples=8, steps=4))
+    exp = Experiment(spec, [events.append], callbacks=[RunRecorder(tmp_path_factory.mktemp("runs"))])
+    exp.add_callback(AgreementCallback(samples=8, steps=4))
     res = exp.run()
     assert res.status == "finished", res.message
     return exp, events
@@ -242,7 +243,7 @@ def test_attribution_never_touches_the_training_instance(run, monkeypatch):
 
 
 def test_callback_works_on_a_copy(run, monkeypatch):
-    """The epoch callback receives the live model; what it attributes is a deep copy."""
+    """The callback's on_epoch_end receives the live model; what it attributes is a deep copy."""
     exp, _ = run
     import kdcore.explain.attribution as A
 
@@ -253,7 +254,10 @@ def test_callback_works_on_a_copy(run, monkeypatch):
     monkeypatch.setattr(exp, "emit", emitted.append)
     live = exp.models["baseline"]
     live.train()
-    AgreementCallback(samples=4, steps=2)(exp, "baseline", 1, live)
+    from kdcore.train.trainer import PhaseRun
+
+    run_state = PhaseRun(None, name="baseline", model=live, context=exp)  # end of the first epoch
+    AgreementCallback(samples=4, steps=2).on_epoch_end(run_state)
     assert live.training and live in seen  # copied from, never put in eval mode
     assert emitted and emitted[0].kind == "AttributionSnapshot" and emitted[0].samples == 4
 

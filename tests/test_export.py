@@ -17,6 +17,7 @@ from helpers_store import tiny_spec
 
 from kdcore.pipeline.experiment import Experiment
 from kdcore.store.folder import read_events
+from kdcore.store.recorder import RunRecorder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +31,7 @@ def cli(*args, timeout=600):
 def stored(tmp_path_factory):
     """A finished tiny run (mfeat vectors: MLP encoders, attention fusion) in its own runs folder."""
     root = tmp_path_factory.mktemp("runs")
-    exp = Experiment(tiny_spec("exported", student_epochs=2), run_root=root)
+    exp = Experiment(tiny_spec("exported", student_epochs=2), callbacks=[RunRecorder(root)])
     res = exp.run()
     assert res.status == "finished", res.message
     return root, exp.run_id, Path(exp.run_dir)
@@ -114,7 +115,7 @@ def test_export_tensorboard_for_an_older_run(stored, tmp_path):
 
 def test_tensorboard_can_be_switched_off_and_never_breaks_a_run(tmp_path, monkeypatch):
     monkeypatch.setenv("KDLAB_TENSORBOARD", "0")
-    exp = Experiment(tiny_spec("no-tb", student_epochs=1), run_root=tmp_path)
+    exp = Experiment(tiny_spec("no-tb", student_epochs=1), callbacks=[RunRecorder(tmp_path)])
     assert exp.run().status == "finished"
     assert not list(Path(exp.run_dir).glob("events.out.tfevents.*"))
     monkeypatch.delenv("KDLAB_TENSORBOARD")
@@ -124,7 +125,7 @@ def test_tensorboard_can_be_switched_off_and_never_breaks_a_run(tmp_path, monkey
         raise OSError("disk full")
 
     monkeypatch.setattr(tensorboard_log.TensorBoardWriter, "_handle", boom)
-    exp = Experiment(tiny_spec("tb-fails", student_epochs=1), run_root=tmp_path)
+    exp = Experiment(tiny_spec("tb-fails", student_epochs=1), callbacks=[RunRecorder(tmp_path)])
     assert exp.run().status == "finished"
     assert "TensorBoard logging off: OSError: disk full" in (Path(exp.run_dir) / "run.log").read_text()
 

@@ -15,6 +15,7 @@ from helpers_store import tiny_spec
 from kdcore.pipeline.experiment import Experiment
 from kdcore.methods.losses import LOSSES
 from kdcore.store.registry import open_registry
+from kdcore.store.recorder import RunRecorder
 
 
 def _patch_loss(monkeypatch, name: str, fn):
@@ -37,7 +38,7 @@ def test_non_finite_loss_ends_as_diverged_within_one_step(tmp_path, monkeypatch,
 
     _patch_loss(monkeypatch, "kd", inject)
     events = []
-    exp = Experiment(tiny_spec("nan"), [events.append], run_root=tmp_path)
+    exp = Experiment(tiny_spec("nan"), [events.append], callbacks=[RunRecorder(tmp_path)])
     res = exp.run()
     assert res.status == "diverged"
     assert "at step 3 of phase kd" in res.message and "lower learning rate" in res.message
@@ -55,7 +56,7 @@ def test_non_finite_loss_ends_as_diverged_within_one_step(tmp_path, monkeypatch,
 def test_huge_learning_rate_diverges_or_finishes_never_crashes(tmp_path):
     spec = tiny_spec("lr", student_epochs=2).with_overrides(["train.lr=10", "train.optimizer=sgd",
                                                             "train.momentum=0.99"])
-    res = Experiment(spec, run_root=tmp_path).run()
+    res = Experiment(spec, callbacks=[RunRecorder(tmp_path)]).run()
     assert res.status in ("diverged", "finished")
     if res.status == "diverged":
         assert "lower learning rate" in res.message
@@ -68,7 +69,7 @@ def test_exception_in_training_marks_the_run_failed_everywhere(tmp_path, monkeyp
         return out
 
     _patch_loss(monkeypatch, "kd", boom)
-    exp = Experiment(tiny_spec("boom"), run_root=tmp_path)
+    exp = Experiment(tiny_spec("boom"), callbacks=[RunRecorder(tmp_path)])
     res = exp.run()
     assert res.status == "failed" and res.message == "RuntimeError: boom in the kd loss"
     assert set(res.phases) == {"teacher", "baseline"}  # finished phases are kept
@@ -108,7 +109,7 @@ def test_cuda_out_of_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(E, "train_phase", oom)
-    exp = Experiment(tiny_spec("oom"), run_root=tmp_path)
+    exp = Experiment(tiny_spec("oom"), callbacks=[RunRecorder(tmp_path)])
     res = exp.run()
     assert res.status == "failed"
     assert "CUDA out of memory" in res.message and "smaller batch size (e.g. 16)" in res.message

@@ -10,6 +10,7 @@ import pytest
 
 from kdcore.service.jobs import DecimatingBuffer, JobManager, runs_dir
 from kdcore.presets import load_preset
+from kdcore.train.callbacks import LambdaCallback
 
 TIMEOUT = 600  # generous: CI machines may be shared
 
@@ -41,8 +42,8 @@ def pause_on_first_step(holder):
 def test_job_runs_to_the_end_and_exposes_everything(manager, micro_spec, tmp_path):
     seen_epochs = []
     events = []
-    job = manager.submit(micro_spec, epoch_callbacks=[lambda exp, phase, epoch, model: seen_epochs.append(
-        (phase, epoch))], subscribers=[events.append])
+    job = manager.submit(micro_spec, callbacks=[LambdaCallback(on_epoch_end=lambda run: seen_epochs.append(
+        (run.name, run.epoch + 1)))], subscribers=[events.append])
     assert job.wait(TIMEOUT)
     snap = job.snapshot()
     assert snap.status == "finished", snap.message
@@ -139,11 +140,11 @@ def test_pause_holds_training_between_steps_and_resume_continues(manager, micro_
 
 
 def test_crash_marks_job_failed_and_manager_keeps_serving(manager, micro_spec):
-    def boom(exp, phase, epoch, model):
-        if phase == "baseline":
+    def boom(run):
+        if run.name == "baseline":
             raise RuntimeError("callback exploded")
 
-    bad = manager.submit(micro_spec, epoch_callbacks=[boom])
+    bad = manager.submit(micro_spec, callbacks=[LambdaCallback(on_epoch_end=boom)])
     assert bad.wait(TIMEOUT)
     snap = bad.snapshot()
     assert snap.status == "failed"
@@ -197,13 +198,13 @@ def test_job_applies_threads_from_spec_or_manager(tmp_path, micro_spec):
     import torch
 
     seen: list[int] = []
-    record = lambda exp, phase, epoch, model: seen.append(torch.get_num_threads())  # noqa: E731 - job thread
+    record = LambdaCallback(on_epoch_end=lambda run: seen.append(torch.get_num_threads()))  # in the job thread
     m = JobManager(run_root=tmp_path, threads=1)
-    job = m.submit(micro_spec, epoch_callbacks=[record])  # train.threads unset: the manager's default applies
+    job = m.submit(micro_spec, callbacks=[record])  # train.threads unset: the manager's default applies
     assert job.wait(120) and job.status == "finished", job.message
     assert seen and set(seen) == {1}
     seen.clear()
-    job2 = m.submit(micro_spec.with_overrides(["train.threads=2"]), epoch_callbacks=[record])  # the spec wins
+    job2 = m.submit(micro_spec.with_overrides(["train.threads=2"]), callbacks=[record])  # the spec wins
     assert job2.wait(120) and job2.status == "finished", job2.message
     assert seen and set(seen) == {2}
 

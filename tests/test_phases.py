@@ -18,6 +18,7 @@ from kdcore.presets import load_preset
 from kdcore.core.spec import ExperimentSpec, SpecError
 from kdcore.methods.adversarial import fgsm_attack, pgd_attack, robust_accuracy
 from kdcore.methods.pruning import PruningSchedule, cubic_sparsity, prunable, prune_to, sparsity
+from kdcore.store.recorder import RunRecorder
 
 
 SHORT = ["train.teacher_epochs=1", "train.student_epochs=1", "data.train_limit=60", "train.device=cpu"]
@@ -136,7 +137,7 @@ def test_prune_phases_reach_target_sparsity_and_compare_with_and_without_kd(tmp_
                       "distill.phase_params.prune_ce.sparsity=0.75", "distill.phase_params.prune_kd.end=0.5",
                       "distill.phase_params.prune_ce.end=0.5", "train.student_epochs=4")
     events = []
-    exp = Experiment(spec, [events.append], run_root=tmp_path)
+    exp = Experiment(spec, [events.append], callbacks=[RunRecorder(tmp_path)])
     res = exp.run()
     assert res.status == "finished", res.message
     for name in ("prune_kd", "prune_ce"):
@@ -184,17 +185,19 @@ def test_ard_phase_trains_on_pgd_and_reports_robust_accuracy_for_every_phase():
 
 
 def test_ard_student_input_is_adversarial_and_teacher_sees_clean():
-    """The ARD transform returns PGD inputs within ε; the KD term uses the clean-input teacher cache."""
+    """The ARD callback's input transform returns PGD inputs within ε; the KD term uses the
+    clean-input teacher cache."""
     spec = tiny_mfeat("distill.extra_phases=[ard]", "distill.phase_params.ard.epsilon=0.2",
                       "distill.phase_params.ard.steps=2", "train.student_epochs=1")
     exp = Experiment(spec)
     exp.setup()
-    from kdcore.pipeline.recipes.extra import build_ard
+    from kdcore.pipeline.recipes.extra import AdversarialInputs, build_ard
 
     cfg = build_ard(exp)
+    (transform,) = [cb for cb in cfg.callbacks if isinstance(cb, AdversarialInputs)]
     assert cfg.teacher_cache is not None and cfg.teacher_cache.enabled  # clean teacher outputs
     b = exp.data.split("train").batch(torch.arange(20), spec.student_modalities())
-    adv = cfg.transform_inputs(None, b.inputs, b.labels)
+    adv = transform.on_before_forward(None, b.inputs, b.labels)
     for m in spec.student_modalities():
         assert float((adv[m] - b.inputs[m]).abs().max()) <= 0.2 + 1e-6
         assert not torch.equal(adv[m], b.inputs[m])

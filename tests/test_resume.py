@@ -19,6 +19,8 @@ from kdcore.models.checkpoints import load_state
 from kdcore.store.registry import open_registry
 from kdcore.store.resume import ResumeError, read_resume
 from kdcore.store.resume_run import resume
+from kdcore.store.recorder import RunRecorder
+from kdcore.train.callbacks import LambdaCallback
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,20 +33,20 @@ class Interrupt(BaseException):
 def reference(tmp_path_factory):
     """The uninterrupted run every resumed run must reproduce."""
     root = tmp_path_factory.mktemp("ref")
-    res = Experiment(tiny_spec("resume-me"), run_root=root).run()
+    res = Experiment(tiny_spec("resume-me"), callbacks=[RunRecorder(root)]).run()
     assert res.status == "finished"
     return res.to_dict()
 
 
 @pytest.mark.parametrize("phase,epoch", [("teacher", 2), ("baseline", 3), ("kd", 2)])
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, reference, phase, epoch):
-    exp = Experiment(tiny_spec("resume-me"), run_root=tmp_path)
+    exp = Experiment(tiny_spec("resume-me"), callbacks=[RunRecorder(tmp_path)])
 
-    def die(_exp, ph, ep, _model):
-        if (ph, ep) == (phase, epoch):
+    def die(run):
+        if (run.name, run.epoch + 1) == (phase, epoch):
             raise Interrupt()
 
-    exp.epoch_callbacks.append(die)
+    exp.add_callback(LambdaCallback(on_epoch_end=die))
     with pytest.raises(Interrupt):
         exp.run()
     reg = open_registry(tmp_path)
@@ -59,16 +61,17 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, reference, phase, 
 
 
 def test_finished_phases_are_loaded_not_retrained(tmp_path, reference):
-    from kdcore.store.resume_run import prepare_resume
+    from kdcore.store.resume_run import loaded_phases, prepare_resume
 
-    exp = Experiment(tiny_spec("resume-me"), run_root=tmp_path)
-    exp.epoch_callbacks.append(lambda e, ph, ep, m: (_ for _ in ()).throw(Interrupt()) if ph == "kd" else None)
+    exp = Experiment(tiny_spec("resume-me"), callbacks=[RunRecorder(tmp_path)])
+    exp.add_callback(LambdaCallback(on_epoch_end=lambda run: (_ for _ in ()).throw(Interrupt())
+                                    if run.name == "kd" else None))
     with pytest.raises(Interrupt):
         exp.run()
     seen = []
     again = prepare_resume(exp.run_id, tmp_path, [lambda ev: seen.append(ev)])
     res = again.run()
-    assert again.resumer.loaded == ["teacher", "baseline"]
+    assert loaded_phases(again) == ["teacher", "baseline"]
     started = [ev.phase for ev in seen if ev.kind == "PhaseStarted"]
     assert started == ["kd"]  # teacher and baseline were not trained again
     assert accuracies(res.to_dict()) == accuracies(reference)
@@ -78,8 +81,9 @@ def test_stopped_run_resumes_and_finished_run_does_not(tmp_path, reference):
     import threading
 
     stop = threading.Event()
-    exp = Experiment(tiny_spec("resume-me"), run_root=tmp_path, stop_event=stop)
-    exp.epoch_callbacks.append(lambda e, ph, ep, m: stop.set() if (ph, ep) == ("baseline", 2) else None)
+    exp = Experiment(tiny_spec("resume-me"), callbacks=[RunRecorder(tmp_path)], stop_event=stop)
+    exp.add_callback(LambdaCallback(on_epoch_end=lambda run: stop.set() if (run.name, run.epoch + 1) == ("baseline", 2)
+                                    else None))
     assert exp.run().status == "stopped"
     reg = open_registry(tmp_path)
     assert reg.get(exp.run_id).status == "stopped"
@@ -92,11 +96,13 @@ def test_stopped_run_resumes_and_finished_run_does_not(tmp_path, reference):
 _KILLABLE = """
 import sys, time
 from kdcore.pipeline import experiment as E
+from kdcore.train.callbacks import LambdaCallback
 orig = E.Experiment.__init__
 def init(self, *a, **k):
     orig(self, *a, **k)
     # hold the process inside kd epoch 2 (after epoch 1's checkpoint) so the test can SIGKILL it there
-    self.epoch_callbacks.append(lambda e, ph, ep, m: time.sleep(600) if (ph, ep) == ("kd", 2) else None)
+    self.add_callback(LambdaCallback(on_epoch_end=lambda run: time.sleep(600) if (run.name, run.epoch + 1) == ("kd", 2)
+                                     else None))
 E.Experiment.__init__ = init
 from kdcore.cli import main
 sys.exit(main(sys.argv[1:]))
@@ -161,8 +167,9 @@ def test_compare_page_resume_button(tmp_path, monkeypatch, reference):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("KDLAB_RUNS_DIR", str(tmp_path))
-    exp = Experiment(tiny_spec("resume-me"), run_root=tmp_path)
-    exp.epoch_callbacks.append(lambda e, ph, ep, m: (_ for _ in ()).throw(Interrupt()) if ph == "kd" else None)
+    exp = Experiment(tiny_spec("resume-me"), callbacks=[RunRecorder(tmp_path)])
+    exp.add_callback(LambdaCallback(on_epoch_end=lambda run: (_ for _ in ()).throw(Interrupt())
+                                    if run.name == "kd" else None))
     with pytest.raises(Interrupt):
         exp.run()
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the entrypoint, for its page links
@@ -198,8 +205,9 @@ def test_compare_page_resume_button(tmp_path, monkeypatch, reference):
 def test_job_manager_resume_queues_claims_at_start_and_streams_events(tmp_path, reference):
     from kdcore.service.jobs import JobManager
 
-    exp = Experiment(tiny_spec("resume-me"), run_root=tmp_path)
-    exp.epoch_callbacks.append(lambda e, ph, ep, m: (_ for _ in ()).throw(Interrupt()) if ph == "kd" else None)
+    exp = Experiment(tiny_spec("resume-me"), callbacks=[RunRecorder(tmp_path)])
+    exp.add_callback(LambdaCallback(on_epoch_end=lambda run: (_ for _ in ()).throw(Interrupt())
+                                    if run.name == "kd" else None))
     with pytest.raises(Interrupt):
         exp.run()
     manager = JobManager(max_concurrent=1, run_root=tmp_path)

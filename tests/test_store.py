@@ -21,6 +21,7 @@ from kdcore.models.checkpoints import CheckpointError, load_into, load_state, sa
 from kdcore.store.folder import safe_name
 from kdcore.store.registry import Registry, RunNotFound, open_registry
 from kdcore.store.resume import ResumeError, read_resume
+from kdcore.store.recorder import RunRecorder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +34,7 @@ def cli(*args, env=None, timeout=300):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    exp = Experiment(tiny_spec("stored", student_epochs=2), run_root=root)
+    exp = Experiment(tiny_spec("stored", student_epochs=2), callbacks=[RunRecorder(root)])
     res = exp.run()
     assert res.status == "finished", res.message
     return root, exp.run_id, res
@@ -106,14 +107,14 @@ def test_resolve_by_prefix_and_name(tmp_path):
 def test_traversal_run_name_is_neutralised(tmp_path):
     root = tmp_path / "runs"
     spec = tiny_spec("../../etc/passwd", student_epochs=1).with_overrides(["train.teacher_epochs=1"])
-    exp = Experiment(spec, run_root=root)
+    exp = Experiment(spec, callbacks=[RunRecorder(root)])
     assert exp.run().status == "finished"
     assert exp.run_dir.parent == root and ".." not in exp.run_dir.name and "/" not in exp.run_id
     assert exp.run_id.endswith("etc-passwd")
     assert not (tmp_path / "etc").exists()
     assert safe_name("../..") == "run" and safe_name("a/b\\c") == "a-b-c" and safe_name(".hidden") == "hidden"
     # a second run with the same name never overwrites the first
-    exp2 = Experiment(spec, run_root=root)
+    exp2 = Experiment(spec, callbacks=[RunRecorder(root)])
     exp2.run()
     assert exp2.run_dir != exp.run_dir and (exp.run_dir / "result.json").is_file()
     # delete never removes anything outside the runs folder, even with a forged row
@@ -147,7 +148,7 @@ def test_runs_export_delete_cli(finished_run, tmp_path):
 
 
 def test_delete_cli(tmp_path):
-    exp = Experiment(tiny_spec("doomed", student_epochs=1), run_root=tmp_path)
+    exp = Experiment(tiny_spec("doomed", student_epochs=1), callbacks=[RunRecorder(tmp_path)])
     exp.run()
     out = cli("delete", exp.run_id, "--runs-dir", str(tmp_path))
     assert out.returncode == 0, out.stderr
@@ -208,7 +209,7 @@ def test_pickle_teacher_checkpoint_in_a_spec_fails_the_run_cleanly(tmp_path):
     evil = tmp_path / "teacher.safetensors"
     evil.write_bytes(pickle.dumps(_Payload(str(marker))))
     spec = tiny_spec("evil", student_epochs=1).with_overrides([f"teacher.checkpoint={evil}"])
-    res = Experiment(spec, run_root=tmp_path / "runs").run()
+    res = Experiment(spec, callbacks=[RunRecorder(tmp_path / "runs")]).run()
     assert res.status == "failed" and "never unpickles" in res.message
     assert not marker.exists()
 
@@ -217,7 +218,7 @@ def test_corrupt_resume_checkpoint_gives_a_clear_error(tmp_path):
     from kdcore.store.resume_run import prepare_resume
 
     root = tmp_path / "runs"
-    exp = Experiment(tiny_spec("c", student_epochs=2), run_root=root)
+    exp = Experiment(tiny_spec("c", student_epochs=2), callbacks=[RunRecorder(root)])
     exp.run()
     reg = open_registry(root)
     reg.update(exp.run_id, status="interrupted")

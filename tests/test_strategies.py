@@ -141,7 +141,7 @@ def test_trainer_gives_sample_weights_to_distillation_terms_only():
         return orig_kd(student, teacher, ctx)
 
     cfg.losses["kd"].forward = spy_kd
-    exp._run_phase(cfg)
+    exp.run_phase(cfg)
     assert all(w is None for w in captured["ce_weights"])
     kd_w = captured["kd_weights"]
     assert all(w is not None and set(w.unique().tolist()) <= {0.0, 1.0} for w in kd_w)

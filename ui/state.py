@@ -122,7 +122,7 @@ def submit(spec: ExperimentSpec | None = None) -> Job:
     student epoch and the last: ~0.1–0.3 s each on 2 CPU cores) for the Attributions page."""
     from kdcore.explain import AgreementCallback
 
-    job = get_manager().submit(labelled(spec or get_spec()), epoch_callbacks=[AgreementCallback(every=4)])
+    job = get_manager().submit(labelled(spec or get_spec()), callbacks=[AgreementCallback(every=4)])
     st.session_state[JOB_KEY] = job.id
     return job
 
@@ -142,7 +142,7 @@ def submit_resume(run_id: str) -> Job:
     """Queue the continuation of a stored run as a job of this tab (raises ``ResumeError``)."""
     from kdcore.explain import AgreementCallback
 
-    job = get_manager().submit_resume(run_id, epoch_callbacks=[AgreementCallback(every=4)])
+    job = get_manager().submit_resume(run_id, callbacks=[AgreementCallback(every=4)])
     st.session_state[JOB_KEY] = job.id
     return job
 

@@ -33,9 +33,11 @@ def _run(args) -> int:
         dist.shutdown()
         return code
     subs = [] if args.quiet else [ProgressPrinter()]
+    from kdcore.store.recorder import RunRecorder
     from kdcore.store.registry import default_root
 
-    exp = Experiment(spec, subs, run_root=None if args.no_save else (args.runs_dir or default_root()))
+    store = [] if args.no_save else [RunRecorder(args.runs_dir or default_root())]
+    exp = Experiment(spec, subs, callbacks=store)
     t0 = time.time()
     result = exp.run().to_dict()
     result["wall_seconds"] = round(time.time() - t0, 2)

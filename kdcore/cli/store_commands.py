@@ -87,7 +87,7 @@ def _resume(args) -> int:
     import torch
 
     from kdcore.pipeline.report import ProgressPrinter, result_table
-    from kdcore.store.resume_run import ResumeError, prepare_resume
+    from kdcore.store.resume_run import ResumeError, loaded_phases, prepare_resume
 
     reg = _registry(args)
     rec = _resolve(reg, args.run_id)
@@ -101,8 +101,9 @@ def _resume(args) -> int:
     if not args.quiet:
         sys.stderr.write(f"resuming {rec.id} ({rec.status})\n")
     result = exp.run().to_dict()
-    if exp.resumer.loaded and not args.quiet:
-        sys.stderr.write(f"loaded finished phases from checkpoints: {', '.join(exp.resumer.loaded)}\n")
+    loaded = loaded_phases(exp)
+    if loaded and not args.quiet:
+        sys.stderr.write(f"loaded finished phases from checkpoints: {', '.join(loaded)}\n")
     if args.json:
         print(json.dumps(result, indent=2))
     else:

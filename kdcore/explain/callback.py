@@ -1,9 +1,10 @@
-"""An epoch callback that tracks teacher–student attribution agreement during training.
+"""A training callback that tracks teacher–student attribution agreement during training.
 
-Add it to ``Experiment.epoch_callbacks`` (or pass it to ``JobManager.submit(spec,
-epoch_callbacks=[AgreementCallback()])``). After every epoch of a student phase (baseline, kd,
-extra phases) it attributes a small fixed probe set of the **validation** split — the true class,
-on eval-mode deep copies of teacher and student, never the training instance — and emits an
+Pass it to the experiment (``Experiment(spec, callbacks=[AgreementCallback()])``) or to the job
+manager (``JobManager.submit(spec, callbacks=[AgreementCallback()])``). After every epoch of a
+student phase (baseline, kd, extra phases) it attributes a small fixed probe set of the
+**validation** split — the true class, on eval-mode deep copies of teacher and student, never the
+training instance — and emits an
 :class:`~kdcore.core.events.AttributionSnapshot` with the mean Spearman ρ and top-k overlap per
 shared modality and the per-modality shares of |attribution|. The teacher is frozen, so its
 attribution is computed once per experiment and reused.
@@ -11,15 +12,14 @@ attribution is computed once per experiment and reused.
 
 from __future__ import annotations
 
-from torch import nn
-
 from kdcore.core.events import AttributionSnapshot
 from kdcore.explain.attribution import Attribution, AttributionParams, attribute
 from kdcore.explain.probe import compare, probe_rows
+from kdcore.train.callbacks import Callback
 
 
-class AgreementCallback:
-    """``fn(experiment, phase, epoch, model)``; cheap defaults: IG with 16 steps on 16 samples."""
+class AgreementCallback(Callback):
+    """At the end of an epoch (``on_epoch_end``); cheap defaults: IG with 16 steps on 16 samples."""
 
     def __init__(self, method: str = "ig", samples: int | None = 16, steps: int = 16, k_frac: float = 0.1,
                  split: str = "val", every: int = 1):
@@ -31,8 +31,9 @@ class AgreementCallback:
         self.every = max(1, int(every))
         self._teacher: dict[int, Attribution] = {}  # id(experiment) -> teacher attribution on the probe
 
-    def __call__(self, experiment, phase: str, epoch: int, model: nn.Module) -> None:
-        teacher = getattr(experiment, "teacher", None)
+    def on_epoch_end(self, run) -> None:
+        experiment, phase, epoch, model = run.context, run.name, run.epoch + 1, run.model
+        teacher = experiment.teacher if experiment is not None else None
         if phase == "teacher" or teacher is None or experiment.data is None:
             return
         if epoch % self.every and epoch != experiment.spec.train.student_epochs:

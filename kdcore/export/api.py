@@ -59,6 +59,7 @@ def run(preset: Any = "digits-av", overrides: Mapping[str, Any] | list[str] | No
     import torch
 
     from kdcore.pipeline.experiment import Experiment
+    from kdcore.store.recorder import RunRecorder
     from kdcore.store.registry import default_root
 
     spec = build_spec(preset, overrides, **kw_overrides)
@@ -69,10 +70,9 @@ def run(preset: Any = "digits-av", overrides: Mapping[str, Any] | list[str] | No
         from kdcore.pipeline.report import ProgressPrinter
 
         subs.append(ProgressPrinter())
-    exp = Experiment(spec, subs, run_root=(Path(runs_dir) if runs_dir else default_root()) if save else None)
-    result = exp.run()
-    result.run_id = exp.run_id  # type: ignore[attr-defined]
-    return result
+    store = [RunRecorder(Path(runs_dir) if runs_dir else default_root())] if save else []
+    exp = Experiment(spec, subs, callbacks=store)
+    return exp.run()
 
 
 def resolve_run_dir(key: Any, runs_dir: str | Path | None = None) -> Path:

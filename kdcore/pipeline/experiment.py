@@ -6,11 +6,14 @@
   data order** (same seed), so the KD gain is the effect of the distillation terms alone.
 * Each phase keeps its best-on-validation weights; the reported number is the **test accuracy
   of that checkpoint**.
+* What reacts to the run is a :class:`~kdcore.train.callbacks.Callback` handed in by the caller
+  (``callbacks=[...]``): per-phase metrics (built in), live attribution agreement, and the run
+  store (``kdcore.store.recorder.RunRecorder``: run folder, registry, checkpoints, resume). The
+  experiment itself writes no file.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import traceback
 from dataclasses import dataclass, field
@@ -33,16 +36,14 @@ from kdcore.core.events import (
     RunStopped,
     Subscriber,
 )
-from kdcore.train.trainer import Diverged, PhaseConfig, PhaseResult, StopRequested, train_phase
+from kdcore.train.callbacks import Callback, PhaseMetrics, merged_metrics, ordered
+from kdcore.train.trainer import Diverged, PhaseConfig, PhaseResult, PhaseRun, StopRequested, train_phase
 from kdcore.train.phases import ce_phase
 from kdcore.methods.losses import LOSSES, DistillLoss, LossSetup
 from kdcore.models import MultimodalNet, build_model, count_parameters
 from kdcore.core.spec import ExperimentSpec
 from kdcore.core.status import RunStatus
-from kdcore.models.checkpoints import load_into, save_state
-from kdcore.store import resume as resume_store
-from kdcore.store.folder import RunFolderWriter, new_run_dir
-from kdcore.store.registry import set_run_result, track_run
+from kdcore.models.checkpoints import load_into
 from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
 
 from kdcore.pipeline.recipes import EXTRA_PHASES  # noqa: E402  (name -> builder: ARD, pruning, ...)
@@ -66,6 +67,11 @@ class ExperimentResult:
     data: dict[str, Any] = field(default_factory=dict)  # test_size, num_classes, chance, regime
 
     @property
+    def run_id(self) -> str | None:
+        """The registry id of a stored run (its folder's name); None when nothing was stored."""
+        return Path(self.run_dir).name if self.run_dir else None
+
+    @property
     def kd_gain(self) -> float | None:
         if "kd" in self.phases and "baseline" in self.phases:
             return self.phases["kd"]["test_acc"] - self.phases["baseline"]["test_acc"]
@@ -78,17 +84,20 @@ class ExperimentResult:
 
 
 class Experiment:
+    """One run of a spec: teacher, baseline, KD student, extra phases.
+
+    ``subscribers`` receive every event; ``callbacks`` (:class:`~kdcore.train.callbacks.Callback`)
+    see the run's and every phase's hooks, after the built-in per-phase metrics; ``should_stop``
+    is checked between steps (default: ``stop_event.is_set``; the job manager passes one that
+    also waits while paused)."""
+
     def __init__(self, spec: ExperimentSpec, subscribers: list[Subscriber] | None = None,
-                 run_root: str | Path | None = None, stop_event: threading.Event | None = None):
+                 callbacks: list[Callback] | tuple[Callback, ...] = (), stop_event: threading.Event | None = None,
+                 should_stop: Callable[[], bool] | None = None):
         self.spec = spec
         self.subscribers = list(subscribers or [])
         self.stop_event = stop_event or threading.Event()
-        # checked between steps; the job manager replaces it with one that also waits while paused
-        self.should_stop: Callable[[], bool] = self.stop_event.is_set
-        self.run_root = run_root
-        self.run_dir: Path | None = None  # preset by kdcore.store.resume to continue a run folder
-        self.run_id: str | None = None  # registry id (the run folder's name) when run_root is given
-        self.resumer = None  # kdcore.store.resume.Resumer when continuing a run
+        self.should_stop: Callable[[], bool] = should_stop or self.stop_event.is_set
         self.device = resolve_device(spec.train.device)
         self.data: TensorData | None = None
         self.teacher: MultimodalNet | None = None
@@ -97,20 +106,43 @@ class Experiment:
         self.results: dict[str, PhaseResult] = {}
         self.teacher_cache: TeacherCache | None = None
         self.regime: RegimePlan | None = None  # who sees which training labels (data.regime)
+        self.error_traceback: str | None = None  # the crash's traceback when the run failed
         self._phase = "setup"
-        # observers called after every epoch of every phase: fn(experiment, phase, epoch, model);
-        # they must not modify the model (copy it first) and may emit events via experiment.emit
-        self.epoch_callbacks: list[Callable[["Experiment", str, int, nn.Module], None]] = []
-        # called after every phase: fn(experiment, phase, model) -> extra metrics for that phase
-        # (missing-modality accuracy here; robust accuracy / pruning from kdcore.pipeline.recipes.extra)
         from kdcore.train.efficiency import efficiency_metrics
         from kdcore.train.missing import missing_modality_metrics
         from kdcore.train.phase_fidelity import fidelity_after_phase
 
-        # efficiency: FLOPs, latency, size, speed-up; fidelity: agreement, KL, ECE, per-class, omitted classes
-        self.after_phase: list[Callable[["Experiment", str, nn.Module], dict[str, float]]] = [
-            missing_modality_metrics, efficiency_metrics, fidelity_after_phase]
+        # after every phase: missing-modality accuracy; efficiency (FLOPs, latency, size, speed-up);
+        # fidelity (agreement, KL, ECE, per-class, omitted classes); then the caller's callbacks
+        self.callbacks: list[Callback] = [PhaseMetrics(missing_modality_metrics), PhaseMetrics(efficiency_metrics),
+                                          PhaseMetrics(fidelity_after_phase), *callbacks]
         self.phase_extra: dict[str, dict[str, float]] = {}  # extra metrics per phase, merged in the result
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run folder, when a callback stores the run (None otherwise)."""
+        return next((loc for cb in self.callbacks if (loc := cb.run_location()) is not None), None)
+
+    @property
+    def run_id(self) -> str | None:
+        """The registry id of a stored run (its folder's name)."""
+        return self.run_dir.name if self.run_dir is not None else None
+
+    def add_callback(self, callback: Callback) -> None:
+        """Add a callback for the phases still to come (an extra phase's experiment-wide metrics)."""
+        self.callbacks.append(callback)
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self.subscribers.append(subscriber)
+
+    def record(self, name: str, result: PhaseResult, model: nn.Module) -> None:
+        """Keep a phase's result and model (phases this experiment did not train itself: the ensemble)."""
+        self.results[name] = result
+        self.models[name] = model
+
+    def add_phase_metrics(self, name: str, metrics: dict[str, float]) -> None:
+        """Extra metrics of phase ``name``, merged into its row of the result."""
+        self.phase_extra.setdefault(name, {}).update(metrics)
 
     # ---- events ----------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -182,23 +214,19 @@ class Experiment:
         return self.regime.teacher_labels if self.regime is not None and self.regime.flipped else None
 
     # ---- phases -----------------------------------------------------------------------
-    def _run_phase(self, cfg: PhaseConfig) -> PhaseResult:
+    def run_phase(self, cfg: PhaseConfig) -> PhaseResult:
+        """Train phase ``cfg`` (or take it from a callback's ``load_phase``, as a resume does), then
+        its ``on_phase_end`` metrics, then :class:`PhaseFinished`."""
         self._phase = cfg.name
-        cfg.on_epoch_end = lambda epoch, model: [cb(self, cfg.name, epoch, model) for cb in self.epoch_callbacks]
-        done = self.resumer.finished(cfg) if self.resumer is not None else None  # loaded, not retrained
-        if self.run_dir is not None and done is None:
-            resume_store.attach(cfg, self.run_dir, self.resumer)  # per-epoch resumable checkpoints
-        res = done or train_phase(cfg, self.data, self.spec.train, self.device, self.emit, self.should_stop)
-        self.results[cfg.name] = res
-        self.models[cfg.name] = cfg.model
-        extra = {**(res.history[-1]["extra"] if res.history else {}), **self._after_phase(cfg.name, cfg.model)}
+        cfg.callbacks = [*cfg.callbacks, *self.callbacks]  # the phase's own first, then the experiment's
+        run = PhaseRun(cfg, context=self)
+        done = next((r for cb in ordered(cfg.callbacks) if (r := cb.load_phase(run)) is not None), None)
+        res = done or train_phase(cfg, self.data, self.spec.train, self.device, self.emit, self.should_stop, run)
+        self.record(cfg.name, res, cfg.model)
+        run.result = res
+        extra = {**(res.history[-1]["extra"] if res.history else {}), **self._phase_end(run)}
         self.emit(PhaseFinished(cfg.name, res.best_epoch, res.val_acc, res.test_acc,
                                 count_parameters(cfg.model), res.seconds, extra))
-        if self.run_dir is not None and done is None:
-            save_state(res.best_state, self.run_dir / "checkpoints" / f"{cfg.name}.safetensors",
-                       resume_store.phase_metadata(res))
-        elif done is not None:
-            self.resumer.restore_rng(cfg.name)  # the RNG as it was when this phase ended
         return res
 
     def _teacher(self) -> None:
@@ -211,16 +239,18 @@ class Experiment:
 
             va = evaluate(teacher, self.data.split("val"), spec.teacher_modalities(), device=self.device)
             te = evaluate(teacher, self.data.split("test"), spec.teacher_modalities(), device=self.device)
-            self.results["teacher"] = PhaseResult("teacher", 0, va.acc, te.acc, 0.0, teacher.state_dict(), [])
-            self.models["teacher"] = teacher
+            res = PhaseResult("teacher", 0, va.acc, te.acc, 0.0, teacher.state_dict(), [])
+            self.record("teacher", res, teacher)
+            run = PhaseRun(None, name="teacher", model=teacher, context=self)
+            run.result = res
             self.emit(PhaseFinished("teacher", 0, va.acc, te.acc, count_parameters(teacher), 0.0,
-                                    {"loaded": 1.0, **self._after_phase("teacher", teacher)}))
+                                    {"loaded": 1.0, **self._phase_end(run)}))
         else:
             cfg = ce_phase("teacher", teacher, spec.teacher_modalities(), self.data,
                            epochs=spec.train.teacher_epochs, lr=spec.train.teacher_lr or spec.train.lr,
                            seed=spec.data.seed, device=self.device, train_labels=self.teacher_labels())
             if spec.train.teacher_epochs > 0:
-                self._run_phase(cfg)
+                self.run_phase(cfg)
         teacher.eval()
         teacher.requires_grad_(False)
         self.teacher = teacher
@@ -230,11 +260,11 @@ class Experiment:
 
             self.teacher = build_ensemble(self, teacher)
 
-    def _after_phase(self, name: str, model: nn.Module) -> dict[str, float]:
-        extra: dict[str, float] = {}
-        for cb in self.after_phase:
-            extra.update(cb(self, name, model) or {})
-        self.phase_extra.setdefault(name, {}).update(extra)
+    def _phase_end(self, run: PhaseRun) -> dict[str, float]:
+        """Every callback's ``on_phase_end`` metrics for ``run`` (the phase's own callbacks first)."""
+        callbacks = run.callbacks if run.cfg is not None else ordered(self.callbacks)
+        extra = merged_metrics(cb.on_phase_end(run) for cb in callbacks)
+        self.add_phase_metrics(run.name, extra)
         return extra
 
     def setup(self) -> None:
@@ -253,24 +283,18 @@ class Experiment:
 
     def run(self) -> ExperimentResult:
         spec = self.spec
-        writer = None
-        if self.run_root is not None:
-            if self.run_dir is None:  # (a resumed run keeps its folder)
-                self.run_dir = new_run_dir(self.run_root, spec.name)
-                spec.save(self.run_dir / "spec.yaml")
-            writer = RunFolderWriter(self.run_dir)
-            self.subscribers.append(writer)
-            self.run_id = track_run(self)  # registry row + run.log, kept in step with the events
+        for cb in ordered(self.callbacks):  # e.g. the run store creates the run folder
+            cb.on_run_start(self)
         result = None
         self.emit(RunStarted(spec.name, self.phases(), str(self.run_dir) if self.run_dir else None))
         try:
             self.setup()
             from kdcore.core.spec import LossTerm
 
-            self._run_phase(self.student_phase("baseline", {"ce": LossTerm(weight=1.0)}))
-            self._run_phase(self.student_phase("kd", spec.distill.losses))
+            self.run_phase(self.student_phase("baseline", {"ce": LossTerm(weight=1.0)}))
+            self.run_phase(self.student_phase("kd", spec.distill.losses))
             for extra in spec.distill.extra_phases:
-                self._run_phase(EXTRA_PHASES[extra](self))
+                self.run_phase(EXTRA_PHASES[extra](self))
             result = self._result(RunStatus.FINISHED)
             self.emit(RunFinished(result.to_dict()))
         except StopRequested:
@@ -286,18 +310,13 @@ class Experiment:
                        f"{spec.train.batch_size}: try a smaller batch size (e.g. {max(1, spec.train.batch_size // 2)})"
                        f", smaller models (width / feature_dim) or train.device=cpu")
             result = self._result(RunStatus.FAILED, msg)
-            if self.run_dir is not None:
-                (self.run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+            self.error_traceback = traceback.format_exc()
             self.emit(RunFailed(self._phase, msg))
         finally:
-            if result is not None:
-                self.final = result
-            if writer is not None:
-                (self.run_dir / "result.json").write_text(json.dumps(self._result_dict_safe(), indent=2))
-                writer.close()
-                if self.run_id is not None:
-                    set_run_result(self.run_id, self.run_dir, self._result_dict_safe())
-        self.final = result
+            # a run that ended without a result (KeyboardInterrupt, SystemExit) is stored as interrupted
+            self.final = result if result is not None else self._result(RunStatus.FAILED, "interrupted")
+            for cb in ordered(self.callbacks):
+                cb.on_run_end(self, self.final)
         return result
 
     def _result(self, status: RunStatus, message: str = "") -> ExperimentResult:
@@ -324,8 +343,3 @@ class Experiment:
         if self.regime is not None and self.regime.active:
             info.update(regime=self.regime.describe(), labelled=self.regime.labelled, transfer=self.regime.transfer)
         return info
-
-    def _result_dict_safe(self) -> dict[str, Any]:
-        final = getattr(self, "final", None)
-        return (final or self._result(RunStatus.FAILED, "interrupted")).to_dict()
-

@@ -103,15 +103,15 @@ def point_spec(base: ExperimentSpec, point: dict[str, Any], seed: int) -> Experi
 class _SharingExperiment(Experiment):
     """An experiment that takes the named phases from a donor experiment of the same seed."""
 
-    def __init__(self, spec: ExperimentSpec, donor: Experiment | None, share: tuple[str, ...]):
-        super().__init__(spec)
+    def __init__(self, spec: ExperimentSpec, donor: Experiment | None, share: tuple[str, ...],
+                 should_stop=None):
+        super().__init__(spec, should_stop=should_stop)
         self.donor, self.share = donor, set(share) if donor is not None else set()
 
     def _adopt(self, name: str) -> None:
         d = self.donor
-        self.results[name] = d.results[name]
-        self.models[name] = d.models[name]
-        self.phase_extra[name] = dict(d.phase_extra.get(name, {}))
+        self.record(name, d.results[name], d.models[name])
+        self.add_phase_metrics(name, dict(d.phase_extra.get(name, {})))
 
     def _teacher(self) -> None:
         if "teacher" not in self.share:
@@ -122,11 +122,11 @@ class _SharingExperiment(Experiment):
         self.teacher = self.donor.teacher
         self.models["teacher"] = self.donor.models["teacher"]
 
-    def _run_phase(self, cfg):
+    def run_phase(self, cfg):
         if cfg.name == "baseline" and "baseline" in self.share:
             self._adopt("baseline")
             return self.results["baseline"]
-        return super()._run_phase(cfg)
+        return super().run_phase(cfg)
 
 
 def _row(res) -> dict[str, Any]:
@@ -241,14 +241,13 @@ def run_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int, progr
                 return result
             spec = point_spec(base, point, seed)
             b_key, t_key = ("b", _affecting(point, KD_ONLY)), ("t", _affecting(point, TEACHER_FREE))
+            # should_stop: a stop ends the row in training, not only between rows
             if b_key in donors:
-                exp = _SharingExperiment(spec, donors[b_key], ("teacher", "baseline"))
+                exp = _SharingExperiment(spec, donors[b_key], ("teacher", "baseline"), should_stop)
             elif t_key in donors:
-                exp = _SharingExperiment(spec, donors[t_key], ("teacher",))
+                exp = _SharingExperiment(spec, donors[t_key], ("teacher",), should_stop)
             else:
-                exp = _SharingExperiment(spec, None, ())
-            if should_stop is not None:
-                exp.should_stop = should_stop  # a stop ends the row in training, not only between rows
+                exp = _SharingExperiment(spec, None, (), should_stop)
             res = exp.run()
             if res.status == "stopped":
                 return result

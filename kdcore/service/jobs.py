@@ -49,8 +49,8 @@ QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED = (RunStatus.QUEUED, RunSta
 STATUSES = (QUEUED, RUNNING, FINISHED, STOPPED, FAILED, DIVERGED)
 from kdcore.core.status import DONE as DONE_STATUSES  # noqa: E402
 
-EpochCallback = Callable[[Any, str, int, Any], None]  # (experiment, phase, epoch, model)
-ExperimentFactory = Callable[[list], Any]  # subscribers -> kdcore.pipeline.experiment.Experiment
+# (subscribers, callbacks, should_stop) -> kdcore.pipeline.experiment.Experiment
+ExperimentFactory = Callable[[list, list, Callable[[], bool]], Any]
 
 
 def runs_dir() -> Path:
@@ -236,7 +236,7 @@ class Job:
     kind = "run"
 
     def __init__(self, job_id: str, spec: ExperimentSpec, manager: "JobManager",
-                 epoch_callbacks: Iterable[EpochCallback] = (), subscribers: Iterable[Callable[[Event], None]] = (),
+                 callbacks: Iterable[Any] = (), subscribers: Iterable[Callable[[Event], None]] = (),
                  buffer_cap: int = 4000, factory: ExperimentFactory | None = None, resumes: str | None = None):
         self.id = job_id
         # builds the Experiment when the job starts (default: a fresh run of ``spec``); a resumed
@@ -245,7 +245,7 @@ class Job:
         self.resumes = resumes  # the stored run id this job continues, if any
         self.spec = spec
         self.manager = manager
-        self.epoch_callbacks = list(epoch_callbacks)
+        self.callbacks = list(callbacks)  # kdcore.train.callbacks.Callback, added to the experiment's
         self.subscribers = list(subscribers)
         self.buffer_cap = buffer_cap
         self.status = QUEUED
@@ -370,8 +370,8 @@ class Job:
                 traceback.print_exc()
 
     def _run(self) -> None:
-        from kdcore.pipeline.experiment import Experiment
-
+        """The job thread: honour a stop that came first, set the torch threads, :meth:`_work`; a
+        crash anywhere marks the job failed, and the manager always hears that the slot is free."""
         try:
             if self._stop.is_set():
                 self._finish(STOPPED, "stopped before it started", signal=False)
@@ -381,20 +381,27 @@ class Job:
                 import torch
 
                 torch.set_num_threads(threads)
-            if self.factory is not None:
-                exp = self.factory([self._on_event])
-            else:
-                exp = Experiment(self.spec, [self._on_event], run_root=self.manager.run_root or runs_dir())
-            exp.should_stop = self._should_stop
-            exp.epoch_callbacks.extend(self.epoch_callbacks)
-            self.experiment = exp
-            res = exp.run()
-            self._finish(res.status, res.message, res.to_dict(), signal=False)
+            self._work()
         except BaseException as exc:  # noqa: BLE001 - a crash in the job thread marks the job failed
             self._finish(FAILED, f"{type(exc).__name__}: {exc}", signal=False)
         finally:
             self.manager._job_done(self)
             self._done.set()  # after the manager's bookkeeping: a waiter sees the slot free
+
+    def _work(self) -> None:
+        """Build the experiment (stored under the manager's run root) and run it."""
+        if self.factory is not None:
+            exp = self.factory([self._on_event], self.callbacks, self._should_stop)
+        else:
+            from kdcore.pipeline.experiment import Experiment
+            from kdcore.store.recorder import RunRecorder
+
+            exp = Experiment(self.spec, [self._on_event],
+                             callbacks=[*self.callbacks, RunRecorder(self.manager.run_root or runs_dir())],
+                             should_stop=self._should_stop)
+        self.experiment = exp
+        res = exp.run()
+        self._finish(res.status, res.message, res.to_dict(), signal=False)
 
     def _finish(self, status: str, message: str, result: dict | None = None, signal: bool = True) -> None:
         with self._lock:
@@ -448,25 +455,25 @@ class JobManager:
         self._running: set[str] = set()
         self._ids = itertools.count(1)
 
-    def submit(self, spec: ExperimentSpec, epoch_callbacks: Iterable[EpochCallback] = (),
+    def submit(self, spec: ExperimentSpec, callbacks: Iterable[Any] = (),
                subscribers: Iterable[Callable[[Event], None]] = (), factory: ExperimentFactory | None = None,
                resumes: str | None = None) -> Job:
         """Queue ``spec``; it starts at once if fewer than ``max_concurrent`` jobs are running.
 
-        ``epoch_callbacks`` are added to the experiment's (``fn(experiment, phase, epoch, model)``);
+        ``callbacks`` (:class:`kdcore.train.callbacks.Callback`) are added to the experiment's;
         ``subscribers`` receive every engine event (in the training thread)."""
         if not isinstance(spec, ExperimentSpec):
             raise TypeError("submit expects an ExperimentSpec")
         with self._lock:
             job = Job(f"job-{next(self._ids)}-{int(time.time() * 1000) % 100000:05d}", spec, self,
-                      epoch_callbacks, subscribers, self.buffer_cap, factory=factory, resumes=resumes)
+                      callbacks, subscribers, self.buffer_cap, factory=factory, resumes=resumes)
             self._jobs[job.id] = job
             self._queue.append(job)
             self._prune()
             self._start_ready()
             return job
 
-    def submit_resume(self, run_id: str, epoch_callbacks: Iterable[EpochCallback] = ()) -> Job:
+    def submit_resume(self, run_id: str, callbacks: Iterable[Any] = ()) -> Job:
         """Queue the continuation of a stored interrupted / stopped / failed run as a job, so it
         shows live, obeys the concurrency cap and can be paused or stopped like any other.
 
@@ -476,8 +483,8 @@ class JobManager:
 
         root = self.run_root or runs_dir()
         _, rec, spec = check_resumable(run_id, root)
-        return self.submit(spec, epoch_callbacks,
-                           factory=lambda subs: prepare_resume(rec.id, root, subscribers=subs), resumes=rec.id)
+        return self.submit(spec, callbacks, resumes=rec.id, factory=lambda subs, cbs, stop: prepare_resume(
+            rec.id, root, subscribers=subs, callbacks=cbs, should_stop=stop))
 
     def submit_sweep(self, spec: ExperimentSpec, axes: Mapping[str, list], seeds: int,
                      cache_root: str | Path | None = None, grid: Callable[..., Any] | None = None) -> "SweepJob":
@@ -623,37 +630,23 @@ class SweepJob(Job):
             return []
         return [r for r in cache.values() if isinstance(r, dict) and r.get("seed", self.seeds) < self.seeds]
 
-    def _run(self) -> None:
-        try:
-            if self._stop.is_set():
-                self._finish(STOPPED, "stopped before it started", signal=False)
-                return
-            threads = self.spec.train.threads or self.manager.threads
-            if threads:
-                import torch
-
-                torch.set_num_threads(threads)
-            grid = self.grid
-            if grid is None:
-                from kdcore.pipeline.grid import run_grid as grid
-                if self.cache_root is not None:
-                    with self._lock:
-                        self._rows = self._cached_rows()
-            res = grid(self.spec, self.axes, self.seeds, cache_root=self.cache_root, on_row=self._on_row,
-                       should_stop=self._should_stop)
-            with self._lock:
-                self._rows = list(res.rows)
-            n, trained = len(res.rows), getattr(res, "trained", len(res.rows))
-            if n < self.total:
-                self._finish(STOPPED, f"stopped after {n} of {self.total} rows", res.to_dict(), signal=False)
-            else:
-                self._finish(FINISHED, f"{n} rows: {trained} trained now, {n - trained} from the cache",
-                             res.to_dict(), signal=False)
-        except BaseException as exc:  # noqa: BLE001 - a crash in the job thread marks the job failed
-            self._finish(FAILED, f"{type(exc).__name__}: {exc}", signal=False)
-        finally:
-            self.manager._job_done(self)
-            self._done.set()
+    def _work(self) -> None:
+        grid = self.grid
+        if grid is None:
+            from kdcore.pipeline.grid import run_grid as grid
+            if self.cache_root is not None:
+                with self._lock:
+                    self._rows = self._cached_rows()
+        res = grid(self.spec, self.axes, self.seeds, cache_root=self.cache_root, on_row=self._on_row,
+                   should_stop=self._should_stop)
+        with self._lock:
+            self._rows = list(res.rows)
+        n, trained = len(res.rows), getattr(res, "trained", len(res.rows))
+        if n < self.total:
+            self._finish(STOPPED, f"stopped after {n} of {self.total} rows", res.to_dict(), signal=False)
+        else:
+            self._finish(FINISHED, f"{n} rows: {trained} trained now, {n - trained} from the cache",
+                         res.to_dict(), signal=False)
 
     def snapshot(self) -> SweepSnapshot:  # type: ignore[override]
         with self._lock:

@@ -27,7 +27,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from kdcore.core.events import (
     AttentionSnapshot,
@@ -381,20 +381,21 @@ class RegistrySubscriber:
                 reg.update(rid, status=ev.status, message=ev.message)
 
 
-def track_run(experiment, registry: Registry | None = None) -> str:
-    """Register ``experiment`` (whose ``run_dir`` exists) and subscribe the registry to its events.
+def track_run(run_dir: str | Path, spec, subscribe: Callable[[Callable[[Event], None]], None],
+              registry: Registry | None = None) -> str:
+    """Register the run stored in ``run_dir`` (which exists) and ``subscribe`` the registry to its events.
 
     A fresh run gets a new row; a resumed run (row already there) is kept. Returns the run id."""
-    run_dir = Path(experiment.run_dir)
+    run_dir = Path(run_dir)
     run_id = run_dir.name
     try:
         reg = registry or open_registry(run_dir.parent)
         if reg.find(run_id) is None:
-            reg.create(run_id, experiment.spec.name, run_dir, experiment.spec, status=RunStatus.RUNNING)
+            reg.create(run_id, spec.name, run_dir, spec, status=RunStatus.RUNNING)
     except (sqlite3.Error, OSError) as exc:  # the run itself must not depend on the index
         append_log(run_dir, f"registry unavailable, run not indexed: {exc}")
         return run_id
-    experiment.subscribers.append(RegistrySubscriber(reg, run_id, run_dir))
+    subscribe(RegistrySubscriber(reg, run_id, run_dir))
     return run_id
 
 

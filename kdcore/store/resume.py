@@ -1,13 +1,14 @@
 """Resumable runs: per-epoch checkpoints of everything a phase needs to continue, and ``resume``.
 
-At the end of every epoch the trainer hands its state to :func:`attach`'s saver, which writes
-``checkpoints/resume.safetensors`` atomically (temp file + rename; safetensors, never pickle):
+At the end of every epoch the run store's callback (:class:`kdcore.store.recorder.RunRecorder`)
+calls :func:`save_epoch`, which writes ``checkpoints/resume.safetensors`` atomically (temp file +
+rename; safetensors, never pickle):
 
 * tensors: the model's state, the optimiser's state (``optim.state.<i>.<key>``), the state of
   every loss term, the weighting and the temperature schedule (their learnable parameters),
   the best-so-far weights (``best.*``), the RNG states of the data-order generator and of torch
-  (CPU, and CUDA when used), and of any phase-private generator a phase builder lists in
-  ``cfg.rng_generators`` (name → ``torch.Generator``, e.g. ARD's PGD random starts);
+  (CPU, and CUDA when used), and every callback's own ``state_dict()`` (e.g. the generator of
+  ARD's PGD random starts), under ``callback.<class name>.``;
 * metadata (JSON, inside the same file, so the two can never disagree): format version, phase,
   epochs done, global step, best accuracy and epoch, per-epoch history, seconds spent, the
   optimiser's param groups and non-tensor state, the LR scheduler's state.
@@ -28,7 +29,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -95,40 +96,42 @@ def _aux_modules(cfg) -> dict[str, nn.Module]:
     return mods
 
 
-# ---- the per-epoch saver and the restorer the trainer calls --------------------------------
-def make_saver(cfg, run_dir: Path) -> Callable[[dict[str, Any]], None]:
-    """``save_epoch`` hook for :class:`~kdcore.train.trainer.PhaseConfig`."""
+def _callback_states(run, tensors: dict[str, Tensor], extra: dict[str, Any]) -> None:
+    for cb in run.callbacks:
+        _split_state(f"callback.{type(cb).__name__}.", cb.state_dict(), tensors, extra)
+
+
+# ---- the per-epoch checkpoint and its restore ----------------------------------------------
+def save_epoch(run, run_dir: Path) -> None:
+    """Write the resume checkpoint of ``run`` (a :class:`~kdcore.train.trainer.PhaseRun` at the end
+    of an epoch) into ``run_dir/checkpoints``."""
     ck = Path(run_dir) / "checkpoints"
-
-    def save(st: dict[str, Any]) -> None:
-        tensors: dict[str, Tensor] = {}
-        extra: dict[str, Any] = {}
-        _split_state("model.", st["model"].state_dict(), tensors, extra)
-        for prefix, mod in _aux_modules(cfg).items():
-            _split_state(prefix, mod.state_dict(), tensors, extra)
-        if st["best_state"] is not None:
-            _split_state("best.", st["best_state"], tensors, extra)
-        tensors["rng.order"] = st["order_gen"].get_state()
-        tensors["rng.torch"] = torch.get_rng_state()
-        for k, gen in getattr(cfg, "rng_generators", {}).items():  # phase-private generators (e.g. PGD starts)
-            tensors[f"rng.gen.{k}"] = gen.get_state()
-        device = next(iter(st["model"].parameters()), torch.empty(0)).device
-        if device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
-        meta = {
-            "format": FORMAT, "phase": cfg.name, "epoch": st["epoch"], "epochs": cfg.epochs, "step": st["step"],
-            "best_acc": st["best_acc"], "best_epoch": st["best_epoch"], "history": st["history"],
-            "seconds": st["seconds"], "saved": time.time(), "optimizer": _optim_state(st["optimizer"], tensors),
-            "scheduler": st["scheduler"].state_dict(), "extra": extra,
-        }
-        text = json.dumps(meta, default=float)
-        save_state(tensors, ck / RESUME_FILE, {"kdlab_resume": text})
-        tmp = ck / (RESUME_JSON + ".tmp")
-        tmp.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("optimizer", "extra")},
-                                  indent=1, default=float), encoding="utf-8")
-        os.replace(tmp, ck / RESUME_JSON)
-
-    return save
+    cfg = run.cfg
+    tensors: dict[str, Tensor] = {}
+    extra: dict[str, Any] = {}
+    _split_state("model.", run.model.state_dict(), tensors, extra)
+    for prefix, mod in _aux_modules(cfg).items():
+        _split_state(prefix, mod.state_dict(), tensors, extra)
+    if run.best_state is not None:
+        _split_state("best.", run.best_state, tensors, extra)
+    tensors["rng.order"] = run.order_gen.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    _callback_states(run, tensors, extra)
+    device = next(iter(run.model.parameters()), torch.empty(0)).device
+    if device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+    meta = {
+        "format": FORMAT, "phase": cfg.name, "epoch": run.epoch + 1, "epochs": cfg.epochs, "step": run.step,
+        "best_acc": run.best_acc, "best_epoch": run.best_epoch, "history": run.history,
+        "seconds": run.elapsed(), "saved": time.time(), "optimizer": _optim_state(run.optimizer, tensors),
+        "scheduler": run.scheduler.state_dict(), "extra": extra,
+    }
+    text = json.dumps(meta, default=float)
+    save_state(tensors, ck / RESUME_FILE, {"kdlab_resume": text})
+    tmp = ck / (RESUME_JSON + ".tmp")
+    tmp.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("optimizer", "extra")},
+                              indent=1, default=float), encoding="utf-8")
+    os.replace(tmp, ck / RESUME_JSON)
 
 
 def read_resume(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
@@ -153,33 +156,33 @@ def read_resume(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     return meta, tensors
 
 
-def make_restorer(cfg, meta: dict[str, Any], tensors: dict[str, Tensor]):
-    """``restore`` hook: puts the saved state back into the freshly built phase objects."""
-
-    def restore(model: nn.Module, opt, sched, order_gen: torch.Generator):
-        try:
-            model.load_state_dict(_take("model.", tensors, meta["extra"]))
-            for prefix, mod in _aux_modules(cfg).items():
-                mod.load_state_dict(_take(prefix, tensors, meta["extra"]))
-            _optim_load(opt, meta["optimizer"], tensors)
-            sched.load_state_dict(meta["scheduler"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise ResumeError(f"the resume checkpoint of phase {cfg.name} does not fit the rebuilt model "
-                              f"(was the spec changed?): {str(exc).splitlines()[0]}") from None
-        order_gen.set_state(tensors["rng.order"])
-        torch.set_rng_state(tensors["rng.torch"])
-        for k, gen in getattr(cfg, "rng_generators", {}).items():
-            if f"rng.gen.{k}" in tensors:
-                gen.set_state(tensors[f"rng.gen.{k}"])
-        if "rng.cuda" in tensors and torch.cuda.is_available():
-            dev = next(iter(model.parameters())).device
-            if dev.type == "cuda":
-                torch.cuda.set_rng_state(tensors["rng.cuda"], dev)
-        best = _take("best.", tensors, {}) or None
-        return (int(meta["epoch"]), int(meta["step"]), float(meta["best_acc"]), int(meta["best_epoch"]), best,
-                list(meta["history"]), float(meta["seconds"]))
-
-    return restore
+def restore_epoch(run, meta: dict[str, Any], tensors: dict[str, Tensor]) -> None:
+    """Put a resume checkpoint back into the freshly built phase of ``run`` (in ``on_phase_start``):
+    model, loss/strategy state, optimiser, scheduler, RNGs, callback states and progress."""
+    cfg = run.cfg
+    try:
+        run.model.load_state_dict(_take("model.", tensors, meta["extra"]))
+        for prefix, mod in _aux_modules(cfg).items():
+            mod.load_state_dict(_take(prefix, tensors, meta["extra"]))
+        _optim_load(run.optimizer, meta["optimizer"], tensors)
+        run.scheduler.load_state_dict(meta["scheduler"])
+        for cb in run.callbacks:
+            state = _take(f"callback.{type(cb).__name__}.", tensors, meta["extra"])
+            if state:
+                cb.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise ResumeError(f"the resume checkpoint of phase {cfg.name} does not fit the rebuilt model "
+                          f"(was the spec changed?): {str(exc).splitlines()[0]}") from None
+    run.order_gen.set_state(tensors["rng.order"])
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        dev = next(iter(run.model.parameters())).device
+        if dev.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], dev)
+    run.start_epoch, run.step = int(meta["epoch"]), int(meta["step"])
+    run.best_acc, run.best_epoch = float(meta["best_acc"]), int(meta["best_epoch"])
+    run.best_state = _take("best.", tensors, {}) or None
+    run.history, run.seconds_before = list(meta["history"]), float(meta["seconds"])
 
 
 # ---- finished phases ----------------------------------------------------------------------
@@ -220,18 +223,18 @@ class Resumer:
         self.continued: tuple[str, int] | None = None
         self._rng: dict[str, Tensor | None] = {}
 
-    def finished(self, cfg):
-        """The phase's result when it had finished (its weights are loaded into ``cfg.model``)."""
-        res, rng = load_finished(self.run_dir, cfg.name)
+    def finished(self, run):
+        """The phase's result when it had finished (its weights are loaded into ``run.model``)."""
+        res, rng = load_finished(self.run_dir, run.name)
         if res is None:
             return None
         try:
-            cfg.model.load_state_dict(res.best_state)
+            run.model.load_state_dict(res.best_state)
         except RuntimeError as exc:
-            raise ResumeError(f"checkpoint of finished phase {cfg.name} does not fit the rebuilt model "
+            raise ResumeError(f"checkpoint of finished phase {run.name} does not fit the rebuilt model "
                               f"(was the spec changed?): {str(exc).splitlines()[0]}") from None
-        self._rng[cfg.name] = rng
-        self.loaded.append(cfg.name)
+        self._rng[run.name] = rng
+        self.loaded.append(run.name)
         return res
 
     def restore_rng(self, name: str) -> None:
@@ -241,22 +244,14 @@ class Resumer:
         if rng is not None:
             torch.set_rng_state(rng)
 
-    def restorer(self, cfg):
+    def restore(self, run) -> bool:
+        """Continue ``run`` from the resume checkpoint when it belongs to this phase; True if it did."""
         path = self.run_dir / "checkpoints" / RESUME_FILE
         if not path.is_file():
-            return None
+            return False
         meta, tensors = read_resume(path)
-        if meta["phase"] != cfg.name:
-            return None  # the checkpoint belongs to a phase that finished; this one starts afresh
-        self.continued = (cfg.name, int(meta["epoch"]))
-        return make_restorer(cfg, meta, tensors)
-
-
-def attach(cfg, run_dir: Path, resumer: Resumer | None) -> None:
-    """Give a phase its per-epoch saver and, when resuming, its restorer."""
-    cfg.save_epoch = make_saver(cfg, run_dir)
-    if resumer is not None:
-        cfg.restore = resumer.restorer(cfg)
-
-
-# ---- the entry points ---------------------------------------------------------------------
+        if meta["phase"] != run.name:
+            return False  # the checkpoint belongs to a phase that finished; this one starts afresh
+        restore_epoch(run, meta, tensors)
+        self.continued = (run.name, int(meta["epoch"]))
+        return True

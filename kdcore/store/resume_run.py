@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kdcore.store.resume import RESUME_FILE, Resumer, ResumeError, read_resume
+from kdcore.store.resume import RESUME_FILE, ResumeError, read_resume
 
 
 def check_resumable(run_id: str, root: str | Path | None = None):
@@ -43,24 +43,32 @@ def check_resumable(run_id: str, root: str | Path | None = None):
 
 
 def prepare_resume(run_id: str, root: str | Path | None = None, subscribers: list | None = None,
-                   stop_event=None):
-    """An :class:`Experiment` ready to continue run ``run_id`` (status set to running).
+                   stop_event=None, callbacks: list | tuple = (), should_stop=None):
+    """An :class:`Experiment` ready to continue run ``run_id`` (status set to running), with a
+    :class:`~kdcore.store.recorder.RunRecorder` of its folder after ``callbacks``.
 
     The app's Resume button queues it as a job (``JobManager.submit_resume``), which calls this
     when the job starts. Raises :class:`ResumeError` with a clear message when it cannot."""
     from kdcore.pipeline.experiment import Experiment
+    from kdcore.store.recorder import RunRecorder
     from kdcore.store.registry import RESUMABLE
 
     reg, rec, spec = check_resumable(run_id, root)
     if not reg.claim(rec.id, RESUMABLE):
         raise ResumeError(f"run {rec.id} is being resumed by another process")
-    exp = Experiment(spec, subscribers, run_root=reg.root, stop_event=stop_event)
-    exp.run_dir = Path(rec.run_dir)
-    exp.resumer = Resumer(exp.run_dir)
-    return exp
+    recorder = RunRecorder(reg.root, resume=rec.run_dir)
+    return Experiment(spec, subscribers, callbacks=[*callbacks, recorder], stop_event=stop_event,
+                      should_stop=should_stop)
 
 
 def resume(run_id: str, root: str | Path | None = None, subscribers: list | None = None, stop_event=None):
     """Continue an interrupted, stopped or failed run from its last epoch checkpoint; returns the
     :class:`~kdcore.pipeline.experiment.ExperimentResult`."""
     return prepare_resume(run_id, root, subscribers, stop_event).run()
+
+
+def loaded_phases(experiment) -> list[str]:
+    """The phases a resumed ``experiment`` loaded from their checkpoints instead of retraining them."""
+    from kdcore.store.recorder import RunRecorder
+
+    return [p for cb in experiment.callbacks if isinstance(cb, RunRecorder) for p in cb.loaded]

@@ -108,9 +108,10 @@ def efficiency_report(teacher: nn.Module, student: nn.Module, data, teacher_moda
 
 
 def efficiency_metrics(exp, phase: str, model: nn.Module) -> dict[str, float]:
-    """``Experiment.after_phase`` callback: the efficiency keys for a phase's model, relative to the
-    experiment's teacher. Models with the same architecture are measured once per experiment (the
-    baseline and KD students share theirs), so their numbers are identical by construction."""
+    """Per-phase metric (``on_phase_end`` through ``PhaseMetrics``): the efficiency keys for a
+    phase's model, relative to the experiment's teacher. Models with the same architecture are
+    measured once per experiment (the baseline and KD students share theirs), so their numbers are
+    identical by construction."""
     memo: dict = exp.__dict__.setdefault("_efficiency_memo", {})
 
     def measured(net: nn.Module, mods: list[str]) -> dict[str, float]:

@@ -25,6 +25,7 @@ def missing_modality_accuracy(model: nn.Module, split: Split, modalities: list[s
 
 
 def missing_modality_metrics(exp, name: str, model: nn.Module) -> dict[str, float]:
-    """Experiment ``after_phase`` callback: missing-modality accuracies on the test split."""
+    """Per-phase metric (``on_phase_end`` through ``PhaseMetrics``): missing-modality accuracies
+    on the test split."""
     mods = list(getattr(model, "modalities", ()) or [])
     return missing_modality_accuracy(model, exp.data.split("test"), mods, device=exp.device)

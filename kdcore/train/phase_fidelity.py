@@ -1,4 +1,5 @@
-"""Experiment ``after_phase`` callback: fidelity, calibration and per-class metrics of each phase.
+"""Per-phase metric (``on_phase_end`` through ``PhaseMetrics``): fidelity, calibration and
+per-class metrics of each phase.
 
 On the test split, for every phase: ``ece`` and ``per_class_acc`` (a list, None for an absent
 class); for each student phase also ``agreement`` (top-1 agreement with the teacher the students

@@ -21,6 +21,7 @@ from kdcore.data.base import TensorData
 from kdcore.train import distributed as dist
 from kdcore.train import fastpath
 from kdcore.train.cache import TeacherCache
+from kdcore.train.callbacks import Callback, PhaseResult, PhaseRun, merged_metrics
 from kdcore.train.evaluate import attention_by_class, evaluate
 from kdcore.core.events import AttentionSnapshot, EpochMetrics, Event, PhaseStarted, StepLosses
 from kdcore.methods.losses.base import DistillLoss, StepContext
@@ -54,39 +55,14 @@ class PhaseConfig:
     teacher: nn.Module | None = None
     teacher_modalities: list[str] = field(default_factory=list)
     teacher_cache: TeacherCache | None = None
-    # hooks for extra phases (adversarial examples, pruning): called with (phase_state) each step
-    transform_inputs: Callable[["PhaseRun", dict[str, Tensor], Tensor], dict[str, Tensor]] | None = None
-    after_step: Callable[["PhaseRun"], None] | None = None
-    after_epoch: Callable[["PhaseRun", int], dict[str, float]] | None = None  # extra metrics per epoch
-    on_epoch_end: Callable[[int, nn.Module], None] | None = None  # experiment-level observers (1-based epoch)
-    # resume support (kdcore.store.resume): restore(model, opt, sched, order_gen) -> (start_epoch, step,
-    # best_acc, best_epoch, best_state, history, seconds_before); save_epoch(state dict) after every epoch
-    restore: Callable[..., tuple] | None = None
-    save_epoch: Callable[[dict], None] | None = None
+    # what reacts to this phase's training (kdcore.train.callbacks.Callback): an extra phase's own
+    # (ARD's adversarial inputs, a pruning schedule) followed by the experiment's (metrics, the run store)
+    callbacks: list[Callback] = field(default_factory=list)
     min_best_epoch: int = 0  # best-on-val checkpoint chosen among epochs ≥ this (1-based; pruning schedules)
     # data regime (kdcore.data.regimes): the positions of the train split this phase trains on (None: all)
     # and the labels it sees per train-split position (None: the data's; −1 = unlabelled transfer sample)
     train_rows: Tensor | None = None
     train_labels: Tensor | None = None
-
-
-@dataclass
-class PhaseResult:
-    name: str
-    best_epoch: int
-    val_acc: float
-    test_acc: float
-    seconds: float
-    best_state: dict[str, Tensor]
-    history: list[dict] = field(default_factory=list)
-
-
-class PhaseRun:
-    """State of a running phase, handed to hooks."""
-
-    def __init__(self, cfg: PhaseConfig, epoch: int = 0, step: int = 0):
-        self.cfg, self.epoch, self.step = cfg, epoch, step
-        self.progress = 0.0
 
 
 def make_optimizer(params: list[nn.Parameter], train: TrainSpec, lr: float,
@@ -113,7 +89,10 @@ def teacher_output(cfg: PhaseConfig, batch_inputs: dict[str, Tensor], rows: Tens
 
 
 def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: torch.device,
-                emit: Callable[[Event], None], should_stop: Callable[[], bool]) -> PhaseResult:
+                emit: Callable[[Event], None], should_stop: Callable[[], bool],
+                run: PhaseRun | None = None) -> PhaseResult:
+    """Train one phase; ``cfg.callbacks`` see its hooks with ``run`` (the caller's
+    :class:`PhaseRun`, so it holds the final state afterwards; default: a fresh one)."""
     tr, va = data.split("train"), data.split("val")
     model = cfg.model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -135,7 +114,7 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
     order_gen = torch.Generator().manual_seed(cfg.seed + 12345)
     torch.manual_seed(cfg.seed + 777)
     all_mods = sorted(set(cfg.modalities) | set(cfg.teacher_modalities))
-    precision = getattr(train, "precision", "fp32")
+    precision = train.precision
     channels_last = fastpath.use_channels_last(device, precision)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -143,19 +122,16 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
                                   labels=cfg.train_labels)  # gathered once
     partial_labels = cfg.train_labels is not None and bool((cfg.train_labels < 0).any())
     ddp = dist.active()
-    forward = fastpath.step_module(dist.wrap(model, device), device, getattr(train, "compile", False))
-    state = PhaseRun(cfg)
-    best_acc, best_epoch, best_state = -1.0, 0, None
-    history: list[dict] = []
-    t_phase = time.time()
+    forward = fastpath.step_module(dist.wrap(model, device), device, train.compile)
+    state = run if run is not None else PhaseRun(cfg)
+    state.optimizer, state.scheduler, state.order_gen = opt, sched, order_gen
+    callbacks = state.callbacks
     for mod in (*cfg.losses.values(), cfg.weighting, cfg.schedule):
         mod.to(device)
-    start_epoch = 0
-    if cfg.restore is not None:
-        start_epoch, state.step, best_acc, best_epoch, best_state, history, before = cfg.restore(
-            model, opt, sched, order_gen)
-        t_phase -= before
-    for epoch in range(start_epoch, cfg.epochs):
+    for cb in callbacks:  # a resume restores model, optimiser, scheduler, RNG and progress here
+        cb.on_phase_start(state)
+    state.started = time.time()
+    for epoch in range(state.start_epoch, cfg.epochs):
         t0 = time.time()
         model.train()
         for mod in cfg.losses.values():
@@ -174,8 +150,8 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
             state.progress = state.step / total_steps
             t_out = teacher_output(cfg, batch.inputs, rows)
             s_inputs = {m: batch.inputs[m] for m in cfg.modalities}
-            if cfg.transform_inputs is not None:
-                s_inputs = cfg.transform_inputs(state, s_inputs, batch.labels)
+            for cb in callbacks:
+                s_inputs = cb.on_before_forward(state, s_inputs, batch.labels)
             amp = fastpath.autocast(device, precision)
             amp.__enter__()
             s_out = forward(s_inputs)
@@ -214,8 +190,8 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
                 dist.sync_grads(dist.unowned_params(opt, model))
             opt.step()
             sched.step()
-            if cfg.after_step is not None:
-                cfg.after_step(state)
+            for cb in callbacks:
+                cb.on_train_batch_end(state)
             loss_sum += total.detach() * len(rows)
             correct += (s_out.logits.detach().argmax(1) == batch.labels).sum()
             labelled_seen += (batch.labels >= 0).sum()
@@ -224,7 +200,7 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
                             opt.param_groups[0]["lr"]))
             state.step += 1
         ev = evaluate(model, va, cfg.modalities, device=device)
-        extra_metrics = cfg.after_epoch(state, epoch) if cfg.after_epoch is not None else {}
+        extra_metrics = merged_metrics(cb.on_validation_end(state) for cb in callbacks)
         seen = float(len(perm))
         if ddp:  # train loss / accuracy over every rank's samples
             loss_sum, correct, seen, labelled_seen = dist.sum_across(torch.stack(
@@ -233,25 +209,21 @@ def train_phase(cfg: PhaseConfig, data: TensorData, train: TrainSpec, device: to
         m = EpochMetrics(cfg.name, epoch + 1, float(loss_sum) / seen, float(correct) / max(1.0, float(labelled_seen)),
                          ev.loss, ev.acc,
                          time.time() - t0, extra_metrics)
-        history.append(m.to_dict())
+        state.history.append(m.to_dict())
         emit(m)
         if ev.output.attention is not None:
             cm = attention_by_class(ev.output.attention, ev.labels, data.num_classes)
             emit(AttentionSnapshot(cfg.name, epoch + 1, list(ev.output.modalities),
                                    cm.nan_to_num(0.0).tolist(), ev.output.attention.mean(0).tolist()))
-        if cfg.on_epoch_end is not None:
-            cfg.on_epoch_end(epoch + 1, model)
-        if ev.acc > best_acc and epoch + 1 >= cfg.min_best_epoch:
-            best_acc, best_epoch = ev.acc, epoch + 1
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if cfg.save_epoch is not None:
-            cfg.save_epoch({"epoch": epoch + 1, "step": state.step, "model": model, "optimizer": opt,
-                            "scheduler": sched, "order_gen": order_gen, "best_acc": best_acc,
-                            "best_epoch": best_epoch, "best_state": best_state, "history": history,
-                            "seconds": time.time() - t_phase})
+        if ev.acc > state.best_acc and epoch + 1 >= cfg.min_best_epoch:
+            state.best_acc, state.best_epoch = ev.acc, epoch + 1
+            state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        for cb in callbacks:  # observers, then the run store's checkpoint of this epoch
+            cb.on_epoch_end(state)
     opt.zero_grad(set_to_none=True)  # free the last step's gradients (a frozen teacher keeps none)
-    if best_state is None:
-        best_state = copy.deepcopy(model.state_dict())
+    best_state = state.best_state if state.best_state is not None else copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     test = evaluate(model, data.split("test"), cfg.modalities, device=device)
-    return PhaseResult(cfg.name, best_epoch, best_acc, test.acc, time.time() - t_phase, best_state, history)
+    state.result = PhaseResult(cfg.name, state.best_epoch, state.best_acc, test.acc, state.elapsed(), best_state,
+                               state.history)
+    return state.result

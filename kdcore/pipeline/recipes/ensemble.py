@@ -93,7 +93,7 @@ def build_ensemble(exp, main: nn.Module) -> EnsembleTeacher:
             cfg = ce_phase(member_phase_name(mods), net, list(mods), exp.data,
                            epochs=spec.train.teacher_epochs, lr=spec.train.teacher_lr or spec.train.lr,
                            seed=spec.data.seed + 101 + i, device=exp.device, train_labels=exp.teacher_labels())
-            exp._run_phase(cfg)
+            exp.run_phase(cfg)
         net.eval()
         net.requires_grad_(False)
         members.append((net, list(mods)))
@@ -102,8 +102,7 @@ def build_ensemble(exp, main: nn.Module) -> EnsembleTeacher:
     mods = spec.teacher_modalities()
     va = evaluate(wrapper, exp.data.split("val"), mods, device=exp.device)
     te = evaluate(wrapper, exp.data.split("test"), mods, device=exp.device)
-    exp.results["ensemble"] = PhaseResult("ensemble", 0, va.acc, te.acc, 0.0, {}, [])
-    exp.models["ensemble"] = wrapper
+    exp.record("ensemble", PhaseResult("ensemble", 0, va.acc, te.acc, 0.0, {}, []), wrapper)
     exp.emit(PhaseFinished("ensemble", 0, va.acc, te.acc, count_parameters(wrapper), 0.0,
                            {"members": float(len(members) + int(ens.include_main))}))
     return wrapper

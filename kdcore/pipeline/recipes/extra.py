@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from kdcore.pipeline.recipes.registry import register_phase
+from kdcore.train.callbacks import Callback, PhaseMetrics
 from kdcore.train.trainer import PhaseConfig, PhaseRun
 from kdcore.methods.losses import DistillLoss, StepContext
 from kdcore.methods.losses import functional as LF
@@ -65,7 +66,7 @@ def phase_params(exp, name: str) -> dict[str, Any]:
 class CleanCrossEntropy(DistillLoss):
     """CE of the student on the clean inputs of the step (ARD's clean term); the adversarial
     inputs are what the trainer feeds the student, so this term runs the student once more on the
-    clean batch saved by the phase's ``transform_inputs`` hook."""
+    clean batch the phase's :class:`AdversarialInputs` callback saved."""
 
     name = "ce_clean"
     summary = "cross-entropy of the student on the clean inputs (ARD)"
@@ -100,6 +101,29 @@ def _model_modalities(exp, name: str, model: nn.Module) -> list[str]:
     return list(getattr(model, "modalities", exp.spec.student_modalities()))
 
 
+class AdversarialInputs(Callback):
+    """ARD's input transform: the student trains on PGD examples of its own (L∞ radius ``eps``,
+    ``steps`` steps of ``step_size`` from a random start); the clean batch is kept for the
+    clean-CE term. The generator of the random starts is this callback's state, so a resumed ARD
+    phase continues exactly."""
+
+    def __init__(self, model: nn.Module, store: dict[str, Any], eps: float, step_size: float, steps: int,
+                 seed: int):
+        self.model, self.store = model, store
+        self.eps, self.step_size, self.steps = eps, step_size, steps
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def on_before_forward(self, run: PhaseRun, inputs: dict[str, Tensor], labels: Tensor) -> dict[str, Tensor]:
+        self.store["clean"] = inputs
+        return pgd_attack(self.model, inputs, labels, self.eps, self.step_size, self.steps, True, self.gen)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pgd_rng": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["pgd_rng"])
+
+
 def build_ard(exp) -> PhaseConfig:
     spec = exp.spec
     p = phase_params(exp, "ard")
@@ -110,31 +134,43 @@ def build_ard(exp) -> PhaseConfig:
     cfg.loss_weights = {"kd": float(p["kd_weight"]), "ce_clean": float(p["ce_weight"])}
     cfg.weighting = WEIGHTINGS["fixed"](cfg.loss_weights)
     cfg.schedule = TEMPERATURE_SCHEDULES["constant"](T)
-    gen = torch.Generator().manual_seed(spec.data.seed + 4242)
-    cfg.rng_generators = {"pgd": gen}  # checkpointed with the phase, so a resumed ARD run is exact
-    eps, a, k = float(p["epsilon"]), float(p["step_size"]), int(p["steps"])
-
-    def transform(state: PhaseRun, inputs: dict[str, Tensor], labels: Tensor) -> dict[str, Tensor]:
-        store["clean"] = inputs
-        return pgd_attack(cfg.model, inputs, labels, eps, a, k, True, gen)
-
-    cfg.transform_inputs = transform
+    cfg.callbacks.append(AdversarialInputs(cfg.model, store, float(p["epsilon"]), float(p["step_size"]),
+                                           int(p["steps"]), spec.data.seed + 4242))
 
     # robust accuracy of the phases that already ran, then of this one and every later one
     wanted = {"teacher", "baseline", "kd", *spec.distill.extra_phases}
     for name, model in list(exp.models.items()):
         if name in wanted:
-            exp.phase_extra.setdefault(name, {}).update(
-                robust_metrics(exp, model, _model_modalities(exp, name, model), p))
+            exp.add_phase_metrics(name, robust_metrics(exp, model, _model_modalities(exp, name, model), p))
 
-    def after_phase(exp_, name: str, model: nn.Module) -> dict[str, float]:
-        return robust_metrics(exp_, model, _model_modalities(exp_, name, model), p) if name in wanted else {}
+    def robust_after_phase(exp_, name: str, model: nn.Module) -> dict[str, float]:
+        return robust_metrics(exp_, model, _model_modalities(exp_, name, model), p)
 
-    exp.after_phase.append(after_phase)
+    exp.add_callback(PhaseMetrics(robust_after_phase, phases=wanted))
     return cfg
 
 
 # ---- pruning -----------------------------------------------------------------------------
+class Pruning(Callback):
+    """Magnitude pruning during a phase: the schedule after every optimiser step, the sparsity in
+    every epoch's metrics; at the phase's end the masks are made permanent (before the phase's
+    evaluations, which see the final weights) and the pruned weights become its best state."""
+
+    def __init__(self, schedule: PruningSchedule):
+        self.schedule = schedule
+
+    def on_train_batch_end(self, run: PhaseRun) -> None:
+        self.schedule(run.step)
+
+    def on_validation_end(self, run: PhaseRun) -> dict[str, float]:
+        return {"sparsity": sparsity(self.schedule.targets)}
+
+    def on_phase_end(self, run: PhaseRun) -> dict[str, float]:
+        make_permanent(self.schedule.targets)
+        run.result.best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+        return {"sparsity": sparsity(self.schedule.targets), "model_sparsity": model_sparsity(run.model)}
+
+
 def _build_prune(exp, name: str, losses: dict[str, LossTerm]) -> PhaseConfig:
     p = phase_params(exp, name)
     cfg = exp.student_phase(name, losses)
@@ -143,18 +179,8 @@ def _build_prune(exp, name: str, losses: dict[str, LossTerm]) -> PhaseConfig:
     spe = (n + bs - 1) // bs
     schedule = PruningSchedule(cfg.model, float(p["sparsity"]), cfg.epochs * spe, float(p["start"]),
                                float(p["end"]), int(p["every"]))
-    cfg.after_step = lambda state: schedule(state.step)
-    cfg.after_epoch = lambda state, epoch: {"sparsity": sparsity(schedule.targets)}
+    cfg.callbacks.append(Pruning(schedule))
     cfg.min_best_epoch = min(cfg.epochs, schedule.first_full_epoch(spe))
-
-    def finalize(exp_, phase: str, model: nn.Module) -> dict[str, float]:
-        if phase != name:
-            return {}
-        make_permanent(schedule.targets)
-        exp_.results[phase].best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        return {"sparsity": sparsity(schedule.targets), "model_sparsity": model_sparsity(model)}
-
-    exp.after_phase.insert(0, finalize)  # before the evaluations, so they see the final weights
     return cfg
 
 

@@ -1,0 +1,93 @@
+"""The run store attached to an experiment by its caller: one :class:`RunRecorder` callback.
+
+``Experiment(spec, callbacks=[RunRecorder(root)])`` gives the run a folder under ``root``
+(``spec.yaml``, ``events.jsonl``, ``run.log``, ``checkpoints/``, ``result.json``), a row in the
+SQLite registry kept in step with its events, a resumable checkpoint after every epoch and the best
+weights of every finished phase. ``RunRecorder(root, resume=run_dir)`` continues a stored run:
+finished phases are loaded instead of retrained (:meth:`load_phase`), the interrupted one goes on
+from its last epoch checkpoint (:meth:`on_phase_start`). The experiment itself writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kdcore.models.checkpoints import save_state
+from kdcore.store import resume as resume_store
+from kdcore.store.folder import RunFolderWriter, new_run_dir
+from kdcore.store.registry import set_run_result, track_run
+from kdcore.train.callbacks import Callback
+
+
+class RunRecorder(Callback):
+    """Stores one run; see the module docstring. Runs after every other callback (``order`` 100),
+    so an epoch's checkpoint holds what the others did in that epoch."""
+
+    order = 100
+
+    def __init__(self, root: str | Path, resume: str | Path | None = None):
+        self.root = Path(root)
+        self.run_dir: Path | None = Path(resume) if resume is not None else None
+        self.resumer = resume_store.Resumer(self.run_dir) if resume is not None else None
+        self.run_id: str | None = None
+        self._writer: RunFolderWriter | None = None
+        self._loaded: set[str] = set()
+
+    def run_location(self) -> Path | None:
+        return self.run_dir
+
+    # ---- the run -------------------------------------------------------------------------
+    def on_run_start(self, experiment: Any) -> None:
+        if self.run_dir is None:  # (a resumed run keeps its folder)
+            self.run_dir = new_run_dir(self.root, experiment.spec.name)
+            experiment.spec.save(self.run_dir / "spec.yaml")
+        self._writer = RunFolderWriter(self.run_dir)
+        experiment.subscribe(self._writer)
+        self.run_id = track_run(self.run_dir, experiment.spec, experiment.subscribe)  # registry row + run.log
+
+    def on_run_end(self, experiment: Any, result: Any) -> None:
+        if self.run_dir is None:
+            return
+        if experiment.error_traceback:
+            (self.run_dir / "error.log").write_text(experiment.error_traceback, encoding="utf-8")
+        data = result.to_dict()
+        (self.run_dir / "result.json").write_text(json.dumps(data, indent=2))
+        if self._writer is not None:
+            self._writer.close()
+        if self.run_id is not None:
+            set_run_result(self.run_id, self.run_dir, data)
+
+    # ---- phases --------------------------------------------------------------------------
+    def load_phase(self, run):
+        if self.resumer is None:
+            return None
+        res = self.resumer.finished(run)
+        if res is not None:
+            self._loaded.add(run.name)
+        return res
+
+    def on_phase_start(self, run) -> None:
+        if self.resumer is not None:
+            self.resumer.restore(run)
+
+    def on_epoch_end(self, run) -> None:
+        resume_store.save_epoch(run, self.run_dir)
+
+    def on_phase_end(self, run) -> None:
+        if run.name in self._loaded:
+            self.resumer.restore_rng(run.name)  # the RNG as it was when this phase ended
+        elif run.result is not None and run.cfg is not None:
+            save_state(run.result.best_state, self.run_dir / "checkpoints" / f"{run.name}.safetensors",
+                       resume_store.phase_metadata(run.result))
+        return None
+
+    @property
+    def loaded(self) -> list[str]:
+        """The phases a resume loaded from their checkpoints, in order."""
+        return list(self.resumer.loaded) if self.resumer is not None else []
+
+    def __repr__(self) -> str:
+        return f"RunRecorder({str(self.run_dir or self.root)!r})"
+
