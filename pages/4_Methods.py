@@ -130,9 +130,10 @@ if phases:
     st.header("Extra student phases")
     try:
         from kdcore.pipeline.recipes import extra as phase_mod
+        from kdcore.pipeline.recipes.registry import RECIPES
 
-        summaries = getattr(phase_mod, "PHASE_SUMMARY", {})
-        params = getattr(phase_mod, "PHASE_PARAMS", {})
+        summaries = {n: r.summary for n, r in RECIPES.items()}
+        params = {n: r.defaults for n, r in RECIPES.items()}
         module_doc = doc_markdown(phase_mod)
     except ImportError:
         summaries, params, module_doc = {}, {}, ""
