@@ -65,6 +65,18 @@ def defaults(model: type[BaseModel]) -> dict[str, Any]:
     return model().model_dump(by_alias=True)
 
 
+def attach_params(cls: type) -> None:
+    """For a method class (from its ``__init_subclass__``): its ``Params`` must be a
+    :class:`MethodParams` subclass, a hand-written ``defaults`` dict is refused, and ``cls.defaults``
+    becomes the name -> default mapping derived from the model."""
+    if "defaults" in cls.__dict__:
+        raise TypeError(f"{cls.__name__}: declare hyper-parameters as a nested Params model, not `defaults`")
+    model = getattr(cls, "Params", None)
+    if not (isinstance(model, type) and issubclass(model, MethodParams)):
+        raise TypeError(f"{cls.__name__}.Params must subclass kdcore.core.params.MethodParams")
+    cls.defaults = defaults(model)
+
+
 def bounds(model: type[BaseModel], key: str) -> dict[str, float]:
     """``{"min": .., "max": ..}`` (inclusive) / ``{"gt": .., "lt": ..}`` (exclusive) of one parameter."""
     out: dict[str, float] = {}

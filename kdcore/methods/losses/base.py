@@ -22,8 +22,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from kdcore.core.params import MethodParams, validate_params
-from kdcore.core.params import defaults as params_defaults
+from kdcore.core.params import MethodParams, attach_params, validate_params
 from kdcore.models.output import ModelOutput
 
 FAMILIES = ("label", "logit", "feature", "relation", "multimodal", "multitask")  # the listing order
@@ -83,11 +82,7 @@ class DistillLoss(nn.Module):
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
-        if "defaults" in cls.__dict__:
-            raise TypeError(f"{cls.__name__}: declare hyper-parameters as a nested Params model, not `defaults`")
-        if not (isinstance(cls.Params, type) and issubclass(cls.Params, MethodParams)):
-            raise TypeError(f"{cls.__name__}.Params must subclass kdcore.core.params.MethodParams")
-        cls.defaults = params_defaults(cls.Params)
+        attach_params(cls)
 
     def __init__(self, setup: LossSetup, **params: Any):
         super().__init__()

@@ -16,9 +16,7 @@ splits hold (~1,000); with in-batch negatives it would be a different method (In
 from __future__ import annotations
 
 import math
-from typing import Any
-
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from torch import Tensor

@@ -19,8 +19,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from kdcore.core.params import MethodParams, validate_params
-from kdcore.core.params import defaults as params_defaults
+from kdcore.core.params import MethodParams, attach_params, validate_params
 from kdcore.models.output import ModelOutput
 
 WEIGHTINGS: dict[str, type["Weighting"]] = {}
@@ -47,11 +46,7 @@ class _Parametrised(nn.Module):
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
-        if "defaults" in cls.__dict__:
-            raise TypeError(f"{cls.__name__}: declare parameters as a nested Params model, not `defaults`")
-        if not (isinstance(cls.Params, type) and issubclass(cls.Params, MethodParams)):
-            raise TypeError(f"{cls.__name__}.Params must subclass kdcore.core.params.MethodParams")
-        cls.defaults = params_defaults(cls.Params)
+        attach_params(cls)
 
 
 class Weighting(_Parametrised):
