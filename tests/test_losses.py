@@ -138,6 +138,8 @@ def test_unknown_param_names_the_allowed_ones():
         LOSSES["dkd"](setup_for(s, t, 10), beta=-1)
     with pytest.raises(ValueError, match=r"^loss 'dkd': params.alpha='x' is not a number in \[0.0, 10000.0\]$"):
         LOSSES["dkd"](setup_for(s, t, 10), alpha="x")
+    with pytest.raises(ValueError, match=r"^loss 'sp': params.layer=1.5 is not a whole number or a string$"):
+        LOSSES["sp"](setup_for(s, t, 10), layer=1.5)
 
 
 def test_methods_cli_lists_every_loss(capsys):

@@ -134,20 +134,40 @@ def params_schema(model: type[MethodParams]) -> dict[str, Any]:
     return out
 
 
-def problem(model: type[BaseModel], exc: ValidationError, prefix: str = "params.") -> str:
+_WORDS = {int: "a whole number", float: "a number", str: "a string", bool: "true or false", type(None): "None"}
+
+
+def _type_words(annotation: Any) -> str:
+    """``int | str`` -> "a whole number or a string" (for a value that fits none of a union's types)."""
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(str(c) for c in get_args(annotation))
+    args = get_args(annotation)
+    if get_origin(annotation) is list:
+        return "a list of " + _type_words(args[0]).removeprefix("a ") + "s" if args else "a list"
+    if args:  # a union
+        return " or ".join(dict.fromkeys(_type_words(a) for a in args))
+    return _WORDS.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def problem(model: type[BaseModel], exc: ValidationError, prefix: str = "params.",
+            given: Mapping[str, Any] | None = None) -> str:
     """A pydantic error in words: the field (``prefix`` + name), the value and what is allowed."""
     msgs: list[str] = []
-    unknown = sorted(str(err["loc"][0]) for err in exc.errors(include_url=False) if err["type"] == "extra_forbidden")
+    errors = exc.errors(include_url=False)
+    unknown = sorted(str(err["loc"][0]) for err in errors if err["type"] == "extra_forbidden")
     if unknown:
         msgs.append(f"unknown parameter(s) {unknown}; allowed: {', '.join(param_names(model)) or 'none'}")
-    for err in exc.errors(include_url=False):
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for err in errors:
         if err["type"] == "extra_forbidden":
             continue
         if not err["loc"]:  # a model validator (an ``ordered`` rule)
             msgs.append(str(err["msg"]).removeprefix("Value error, "))
             continue
-        key = str(err["loc"][0])
-        value = err.get("input")
+        by_key.setdefault(str(err["loc"][0]), []).append(err)
+    for key, errs in by_key.items():
+        err = errs[0]
+        value = (given or {}).get(key, err.get("input"))
         try:
             info = model.model_fields[_field_name(model, key)]
             rng = range_text(bounds(model, key))
@@ -157,8 +177,13 @@ def problem(model: type[BaseModel], exc: ValidationError, prefix: str = "params.
             msgs.append(f"{prefix}{key}={value!r} is outside the allowed range {rng}")
         elif err["type"] == "literal_error" and info is not None:
             msgs.append(f"{prefix}{key}={value!r}; allowed: {', '.join(str(c) for c in choices(info.annotation))}")
-        elif err["type"] in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
+        elif err["type"] == "int_from_float" and len(errs) == 1:
+            msgs.append(f"{prefix}{key}={value!r} is not a whole number" + (f" in {rng}" if rng else ""))
+        elif err["type"] in ("float_parsing", "float_type", "int_parsing", "int_type") and len(errs) == 1:
             msgs.append(f"{prefix}{key}={value!r} is not a number" + (f" in {rng}" if rng else ""))
+        elif info is not None:
+            msgs.append(f"{prefix}{key}={value!r} is not {_type_words(info.annotation)}"
+                        + (f" in {rng}" if rng else ""))
         else:
             msgs.append(f"{prefix}{key}={value!r}: {err['msg']}")
     return "; ".join(dict.fromkeys(msgs))
@@ -170,7 +195,8 @@ def validate_params(model: type[MethodParams], given: Mapping[str, Any] | Method
     outside the allowed range [lo, hi]" (or names the unknown parameters and the allowed ones)."""
     if isinstance(given, model):
         return given
+    given = dict(given or {})
     try:
-        return model.model_validate(dict(given or {}))
+        return model.model_validate(given)
     except ValidationError as exc:
-        raise ValueError(f"{where}: {problem(model, exc, prefix)}") from None
+        raise ValueError(f"{where}: {problem(model, exc, prefix, given)}") from None
