@@ -8,6 +8,7 @@ import re
 
 import streamlit as st
 
+from kdcore.core.params import params_schema, range_text
 from kdcore.methods.losses import LOSSES
 from kdcore.presets import PRESETS
 from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
@@ -52,6 +53,27 @@ def doc_markdown(obj) -> str:
         else:
             out.append(re.sub(r"([\\*_#<>\[\]|])", r"\\\1", part))
     return "".join(out).replace("\n", "  \n")
+
+
+def params_markdown(model) -> str:
+    """A method's parameters from its pydantic ``Params`` model: default, allowed range or choices,
+    description (one line each); empty when it has none."""
+    lines = []
+    for key, rule in params_schema(model).items():
+        rng = range_text(rule)
+        allowed = (f" · allowed {rng}" if rng else
+                   " · one of " + ", ".join(f"`{c}`" for c in rule["choices"]) if rule.get("choices") else "")
+        desc = f" — {plain(rule['description'])}" if rule.get("description") else ""
+        lines.append(f"- `{key}` (default `{rule['default']}`{allowed}){desc}")
+    for a, b in getattr(model, "ordered", ()):
+        lines.append(f"- `{a}` must be < `{b}`")
+    return ("**Parameters:**\n" + "\n".join(lines)) if lines else ""
+
+
+def show_params(model) -> None:
+    text = params_markdown(model)
+    if text:
+        st.markdown(text)
 
 
 @st.cache_data(show_spinner=False)
@@ -109,6 +131,7 @@ for family in families:
             st.markdown(f"**Defaults:** weight `{cls.default_weight:g}`"
                         + (", " + ", ".join(f"`{k}={v}`" for k, v in cls.defaults.items()) if cls.defaults else "")
                         + (" · uses the teacher" if cls.needs_teacher else " · label-only (no teacher)"))
+            show_params(cls.Params)
             try_buttons(name, "loss")
 
 st.header("Loss weighting")
@@ -116,6 +139,7 @@ for name, cls in WEIGHTINGS.items():
     with st.expander(f"**{name}** — {plain(cls.summary)}"):
         st.markdown(doc_markdown(cls))
         st.markdown("**Defaults:** " + (", ".join(f"`{k}={v}`" for k, v in cls.defaults.items()) or "none"))
+        show_params(cls.Params)
         try_buttons(name, "weighting")
 
 st.header("Temperature schedules")
@@ -123,6 +147,7 @@ for name, cls in TEMPERATURE_SCHEDULES.items():
     with st.expander(f"**{name}** — {plain(cls.summary)}"):
         st.markdown(doc_markdown(cls))
         st.markdown("**Defaults:** " + (", ".join(f"`{k}={v}`" for k, v in cls.defaults.items()) or "none"))
+        show_params(cls.Params)
         try_buttons(name, "schedule")
 
 phases = extra_phase_names()
@@ -130,12 +155,14 @@ if phases:
     st.header("Extra student phases")
     try:
         from kdcore.pipeline.recipes import extra as phase_mod
+        from kdcore.pipeline.recipes.registry import RECIPES
 
-        summaries = getattr(phase_mod, "PHASE_SUMMARY", {})
-        params = getattr(phase_mod, "PHASE_PARAMS", {})
+        summaries = {n: r.summary for n, r in RECIPES.items()}
+        params = {n: r.defaults for n, r in RECIPES.items()}
+        models = {n: r.Params for n, r in RECIPES.items()}
         module_doc = doc_markdown(phase_mod)
     except ImportError:
-        summaries, params, module_doc = {}, {}, ""
+        summaries, params, models, module_doc = {}, {}, {}, ""
     if module_doc:
         with st.expander("How the extra phases work"):
             st.markdown(module_doc)
@@ -143,4 +170,6 @@ if phases:
         with st.expander(f"**{name}** — {plain(summaries.get(name, ''))}"):
             if params.get(name):
                 st.markdown("**Defaults:** " + ", ".join(f"`{k}={v}`" for k, v in params[name].items()))
+            if name in models:
+                show_params(models[name])
             try_buttons(name, "phase")

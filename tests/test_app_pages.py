@@ -274,6 +274,11 @@ def test_methods_lists_every_registered_method_and_loads_it(open_page):
     labels = " ".join(e.label for e in at.expander)
     for name in LOSSES:
         assert f"**{name}**" in labels, name
+    # each method's parameters come from its Params model: default, allowed range or choices, meaning
+    text = " ".join(m.value for m in at.markdown)
+    assert "- `beta` (default `8.0` · allowed [0.0, 10000.0]) — β, weight of NCKD" in text
+    assert "- `pairs` (default `depth` · one of `depth`, `last`)" in text
+    assert "- `start` must be < `end`" in text
     spec = load_preset(DEFAULT_PRESET)
     extra = sorted(n for n in LOSSES if n not in spec.distill.losses)[0]
     at.button(key=f"m-loss-{extra}-use").click().run()

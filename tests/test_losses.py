@@ -87,12 +87,59 @@ def test_every_loss_has_docs_defaults_and_weight():
             assert "L" in (cls.__doc__ or "") or "=" in (cls.__doc__ or ""), f"{name}: docstring needs the formula"
 
 
+def test_losses_are_listed_by_family_then_order_whatever_the_import_order():
+    from kdcore.methods.losses.base import FAMILIES, register
+
+    key = [(FAMILIES.index(c.family), c.order, n) for n, c in LOSSES.items()]
+    assert key == sorted(key)
+    assert list(LOSSES)[:5] == ["ce", "kd", "dkd", "logit_mse", "fitnet"]  # logit_mse has its own module
+
+    from kdcore.methods.losses.base import DistillLoss
+
+    class Late(DistillLoss):  # registered last, listed inside its family by its order
+        """L = 0 (test double)."""
+        name, summary, family, order, needs_teacher = "test_late", "-", "logit", 25, False
+
+    try:
+        register(Late)
+        assert list(LOSSES)[:4] == ["ce", "kd", "test_late", "dkd"]
+    finally:
+        LOSSES.pop("test_late")
+    assert "test_late" not in LOSSES
+
+
+def test_params_are_a_pydantic_model_and_defaults_are_derived_from_it():
+    from pydantic import Field
+
+    from kdcore.core.params import MethodParams
+    from kdcore.methods.losses.base import DistillLoss
+
+    s, t = pair()
+    dkd = LOSSES["dkd"](setup_for(s, t, 10), beta=2)
+    assert (dkd.params.alpha, dkd.params.beta, dkd.params.warmup) == (1.0, 2.0, 20) and dkd.beta == 2.0
+    assert LOSSES["dkd"].defaults == {"alpha": 1.0, "beta": 8.0, "warmup": 20}
+    with pytest.raises(TypeError, match="nested Params model"):
+        class Old(DistillLoss):
+            defaults = {"a": 1}
+    with pytest.raises(TypeError, match="must subclass"):
+        class Bare(DistillLoss):
+            class Params:
+                a: float = Field(1.0)
+    assert issubclass(LOSSES["rkd"].Params, MethodParams)
+
+
 def test_unknown_param_names_the_allowed_ones():
     s, t = pair()
     with pytest.raises(ValueError, match="allowed: alpha, beta, warmup"):
         LOSSES["dkd"](setup_for(s, t, 10), gamma=2)
     with pytest.raises(ValueError, match=r"params.beta=-1 .*range"):
         LOSSES["dkd"](setup_for(s, t, 10), beta=-1)
+    with pytest.raises(ValueError, match=r"^loss 'dkd': params.beta=-1 is outside the allowed range \[0.0, 10000.0\]$"):
+        LOSSES["dkd"](setup_for(s, t, 10), beta=-1)
+    with pytest.raises(ValueError, match=r"^loss 'dkd': params.alpha='x' is not a number in \[0.0, 10000.0\]$"):
+        LOSSES["dkd"](setup_for(s, t, 10), alpha="x")
+    with pytest.raises(ValueError, match=r"^loss 'sp': params.layer=1.5 is not a whole number or a string$"):
+        LOSSES["sp"](setup_for(s, t, 10), layer=1.5)
 
 
 def test_methods_cli_lists_every_loss(capsys):

@@ -210,6 +210,38 @@ def test_phase_params_are_validated_with_field_names():
         tiny_mfeat("distill.phase_params.prune_kd.sparsity=1.5")
     with pytest.raises(SpecError, match="unknown phase 'prune'"):
         tiny_mfeat("distill.extra_phases=[prune]")
+    # start < end is PruneParams.ordered: checked from the catalog when the spec loads, and by the model
+    with pytest.raises(SpecError, match="phase_params.prune_kd: start must be < end"):
+        tiny_mfeat("distill.phase_params.prune_kd.start=0.7")
+    with pytest.raises(SpecError, match="phase_params.prune_ce: start must be < end"):
+        tiny_mfeat("distill.phase_params.prune_ce.start=0.5", "distill.phase_params.prune_ce.end=0.5")
+    from kdcore.pipeline.recipes.registry import RECIPES
+
+    assert RECIPES["prune_kd"].params({"end": 0.9}).end == 0.9 and RECIPES["prune_kd"].params().start == 0.0
+    with pytest.raises(ValueError, match="phase_params.prune_kd: start must be < end"):
+        RECIPES["prune_kd"].params({"start": 0.7})
+    with pytest.raises(ValueError, match=r"phase_params.ard: steps=101 is outside the allowed range \[0, 100\]"):
+        RECIPES["ard"].params({"steps": 101})
+
+
+def test_a_phase_parameter_without_a_range_is_refused_at_registration():
+    from pydantic import Field
+
+    from kdcore.core.params import MethodParams
+    from kdcore.pipeline.recipes.registry import RECIPES, register_phase
+
+    class Loose(MethodParams):
+        rate: float = 0.5
+        flag: bool = False
+
+    class Bounded(MethodParams):
+        rate: float = Field(0.5, ge=0.0, le=1.0)
+
+    with pytest.raises(ValueError, match=r"phase 'loose': no allowed range for parameter\(s\) \['rate'\]"):
+        register_phase("loose", lambda exp: None, "", Loose)
+    with pytest.raises(ValueError, match="phase 'ard' registered twice"):
+        register_phase("ard", lambda exp: None, "", Bounded)
+    assert "loose" not in RECIPES
 
 
 # ---- missing modalities -------------------------------------------------------------------------

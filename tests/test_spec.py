@@ -35,6 +35,12 @@ def test_presets_validate_and_round_trip_yaml_exactly(name):
     ("train.optimizer=lbfgs", "train.optimizer"),
     ("teacher.encoders.text.arch=cnn", "does not fit a tokens modality"),
     ("data.train_fraction=0.9", "train_fraction + val_fraction must be < 1"),
+    # method parameters are checked at load time (torch-free) against each method's Params record
+    ("distill.losses.dkd.params.beta=-1", "distill.losses.dkd.params.beta=-1: allowed range [0.0, 10000.0]"),
+    ("distill.losses.dkd.params.gamma=1", "distill.losses.dkd.params: unknown ['gamma']; allowed: alpha, beta, warmup"),
+    ("distill.losses.at.params.pairs=all", "distill.losses.at.params.pairs='all'; allowed: depth, last"),
+    ("distill.weighting_params.mode=median", "distill.weighting_params: unknown ['mode']; allowed: none"),
+    ("distill.temperature_params.end=0", "distill.temperature_params: unknown ['end']; allowed: none"),
 ])
 def test_validation_messages_name_the_field_and_allowed_values(override, fragment):
     with pytest.raises(SpecError) as exc:
@@ -108,3 +114,22 @@ def test_cli_run_json(tmp_path):
     assert out["status"] == "finished"
     assert set(out["phases"]) >= {"teacher", "baseline", "kd"}
     assert all(0 <= r["test_acc"] <= 1 for r in out["phases"].values())
+
+
+def test_strategy_params_are_checked_when_the_spec_loads():
+    base = load_preset("digits-av")
+    ok = base.with_overrides(["distill.weighting=confidence", "distill.weighting_params.mode='true'",
+                              "distill.temperature_schedule=learnable", "distill.temperature_params.max=10"])
+    assert ok.distill.weighting_params == {"mode": "true"}
+    for override, fragment in (
+            (["distill.weighting=confidence", "distill.weighting_params.mode=median"],
+             "distill.weighting_params.mode='median'; allowed: max, true"),
+            (["distill.weighting=confidence", "distill.weighting_params.temperature=0"],
+             "distill.weighting_params.temperature=0: allowed range (0.0, 100.0]"),
+            (["distill.temperature_schedule=linear", "distill.temperature_params.end=0"],
+             "distill.temperature_params.end=0: allowed range (0.0, 100.0]"),
+            (["distill.temperature_schedule=learnable", "distill.temperature_params.min=5",
+              "distill.temperature_params.max=3"], "distill.temperature_params: min must be < max")):
+        with pytest.raises(SpecError) as exc:
+            base.with_overrides(override)
+        assert fragment in str(exc.value), (override, str(exc.value))

@@ -69,6 +69,28 @@ def test_unknown_weighting_param_names_the_allowed_ones():
         WEIGHTINGS["confidence"]({"kd": 1.0}, mode="median")
 
 
+def test_strategy_params_are_pydantic_models_with_ranges():
+    from kdcore.methods.strategies import Weighting
+
+    w = WEIGHTINGS["confidence"]({"kd": 1.0}, mode="true", power=2)
+    assert (w.params.mode, w.params.temperature, w.params.power) == ("true", 1.0, 2.0)
+    assert WEIGHTINGS["confidence"].defaults == {"mode": "max", "temperature": 1.0, "power": 1.0}
+    with pytest.raises(ValueError,
+                       match=r"^weighting 'confidence': weighting_params.mode='median'; allowed: max, true$"):
+        WEIGHTINGS["confidence"]({"kd": 1.0}, mode="median")
+    with pytest.raises(ValueError, match=r"weighting_params.temperature=0 is outside the allowed range \(0.0, 100.0\]"):
+        WEIGHTINGS["confidence"]({"kd": 1.0}, temperature=0)
+    sched = TEMPERATURE_SCHEDULES["learnable"](4.0, **{"lambda": 2.0})  # the parameter a user writes is `lambda`
+    assert sched.params.lam == 2.0 and TEMPERATURE_SCHEDULES["learnable"].defaults["lambda"] == 1.0
+    with pytest.raises(ValueError, match="^temperature schedule 'learnable': min must be < max$"):
+        TEMPERATURE_SCHEDULES["learnable"](4.0, min=5.0, max=3.0)
+    with pytest.raises(ValueError, match=r"temperature_params.end=0 is outside the allowed range \(0.0, 100.0\]"):
+        TEMPERATURE_SCHEDULES["linear"](4.0, end=0)
+    with pytest.raises(TypeError, match="nested Params model"):
+        class Old(Weighting):
+            defaults = {"a": 1}
+
+
 # ---- confidence and c2kd --------------------------------------------------------------------
 def test_confidence_weights_are_teacher_max_prob_or_true_class_prob():
     t = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 3.0]])

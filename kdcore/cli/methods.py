@@ -12,7 +12,8 @@ def _methods_args(p):
 def _methods(args) -> int:
     from kdcore.methods.losses import LOSSES
     from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
-    from kdcore.pipeline.recipes.extra import PHASE_PARAMS, PHASE_SUMMARY
+    import kdcore.pipeline.recipes  # noqa: F401  (every recipe module registers itself)
+    from kdcore.pipeline.recipes.registry import RECIPES
 
     rows = [{"name": n, "kind": "loss", "family": c.family, "summary": c.summary, "paper": c.paper,
              "default_weight": c.default_weight, "defaults": c.defaults} for n, c in sorted(LOSSES.items())]
@@ -20,8 +21,7 @@ def _methods(args) -> int:
              for n, c in WEIGHTINGS.items()]
     rows += [{"name": n, "kind": "temperature", "summary": c.summary, "defaults": c.defaults}
              for n, c in TEMPERATURE_SCHEDULES.items()]
-    rows += [{"name": n, "kind": "phase", "summary": PHASE_SUMMARY[n], "defaults": PHASE_PARAMS[n]}
-             for n in PHASE_PARAMS]
+    rows += [{"name": n, "kind": "phase", "summary": r.summary, "defaults": r.defaults} for n, r in RECIPES.items()]
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
     else:

@@ -99,18 +99,14 @@ def default_arch() -> dict[str, str]:
     return dict(catalog()["default_arch"])
 
 
-def with_defaults(where: str, params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """A method's parameters merged over its defaults; an unknown name raises ``ValueError`` naming
-    the method and the allowed names (the one check losses, weightings and schedules share)."""
-    unknown = set(params) - set(defaults)
-    if unknown:
-        raise ValueError(f"{where}: unknown parameter(s) {sorted(unknown)}; allowed: {', '.join(defaults) or 'none'}")
-    return {**defaults, **params}
+def check_params(where: str, given: dict[str, Any], schema: dict[str, dict[str, Any]],
+                 ordered: list[list[str]] | tuple[tuple[str, str], ...] = ()) -> None:
+    """Check ``given`` against a method's parameter schema as the catalog records it
+    (:func:`kdcore.core.params.params_schema`: name -> {default, min?, max?, gt?, lt?, choices?}) and
+    its ``ordered`` pairs (``a < b``): unknown names, values out of range, values not among the
+    choices and broken ``a < b`` rules raise ``ValueError`` naming the field."""
+    from kdcore.core.params import in_range, range_text
 
-
-def check_params(where: str, given: dict[str, Any], schema: dict[str, dict[str, Any]]) -> None:
-    """Check ``given`` against a method's parameter schema (name -> {default, min?, max?}) as the
-    catalog records it: unknown names and values out of range raise ``ValueError`` naming the field."""
     bad = sorted(set(given) - set(schema))
     if bad:
         raise ValueError(f"{where}: unknown {bad}; allowed: {', '.join(schema) or 'none'}")
@@ -118,8 +114,14 @@ def check_params(where: str, given: dict[str, Any], schema: dict[str, dict[str, 
         rule = schema[key]
         if value is None and rule.get("default") is None:
             continue
-        lo, hi = rule.get("min"), rule.get("max")
-        if lo is None and hi is None:
+        if "choices" in rule and value not in rule["choices"]:
+            raise ValueError(f"{where}.{key}={value!r}; allowed: {', '.join(str(c) for c in rule['choices'])}")
+        rng = range_text(rule)
+        if rng is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-            raise ValueError(f"{where}.{key}={value!r}: allowed range [{lo}, {hi}]")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not in_range(value, rule):
+            raise ValueError(f"{where}.{key}={value!r}: allowed range {rng}")
+    merged = {**{k: r.get("default") for k, r in schema.items()}, **given}
+    for a, b in ordered:
+        if merged[a] is not None and merged[b] is not None and not merged[a] < merged[b]:
+            raise ValueError(f"{where}: {a} must be < {b}")

@@ -226,10 +226,8 @@ class DistillSpec(Strict):
         for name, term in v.items():
             if name not in losses:
                 raise ValueError(f"unknown loss {name!r}; allowed: {', '.join(sorted(losses))}")
-            allowed = losses[name]["defaults"]
-            bad = sorted(set(term.params) - set(allowed))
-            if bad:
-                raise ValueError(f"distill.losses.{name}.params: unknown {bad}; allowed: {', '.join(allowed) or 'none'}")
+            C.check_params(f"distill.losses.{name}.params", term.params, losses[name]["params"],
+                           losses[name].get("ordered", ()))
         return v
 
     @field_validator("losses", mode="before")
@@ -253,13 +251,19 @@ class DistillSpec(Strict):
                 f"unknown temperature_schedule {self.temperature_schedule!r}; "
                 f"allowed: {', '.join(TEMPERATURE_SCHEDULES)}"
             )
+        for where, given, entry in (
+                ("distill.weighting_params", self.weighting_params, C.catalog()["weightings"][self.weighting]),
+                ("distill.temperature_params", self.temperature_params,
+                 C.catalog()["schedules"][self.temperature_schedule])):
+            C.check_params(where, given, entry["params"], entry.get("ordered", ()))
         check_phase_params(self.extra_phases, self.phase_params)
         return self
 
 
 def check_phase_params(extra_phases: list[str], phase_params: dict[str, dict[str, Any]]) -> None:
-    """Known phase names, known parameters, values in range (messages name the field); the phases
-    and their parameter ranges come from the registry (kdcore.pipeline.recipes) via the catalog."""
+    """Known phase names, known parameters, values in range, ``ordered`` rules such as pruning's
+    start < end (messages name the field); the phases and their parameters come from each recipe's
+    ``Params`` model (kdcore.pipeline.recipes) via the catalog."""
     phases = C.catalog()["phases"]
     for name in extra_phases:
         if name not in phases:
@@ -276,10 +280,7 @@ def check_phase_params(extra_phases: list[str], phase_params: dict[str, dict[str
         for key in params:
             if key not in schema:
                 raise ValueError(f"phase_params.{name}: unknown parameter {key!r}; allowed: {', '.join(schema)}")
-        C.check_params(f"phase_params.{name}", params, schema)
-        merged = {**{k: r["default"] for k, r in schema.items()}, **params}
-        if name.startswith("prune") and not merged["start"] < merged["end"]:
-            raise ValueError(f"phase_params.{name}: start must be < end")
+        C.check_params(f"phase_params.{name}", params, schema, phases[name].get("ordered", ()))
 
 
 class TrainSpec(Strict):

@@ -47,6 +47,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor, nn
 
+from kdcore.core.params import MethodParams as _CoreParams
+
 BASELINES = ("zeros", "mean")
 TARGETS = ("label", "pred")
 SPATIAL_KINDS = ("image", "spectrogram")
@@ -201,9 +203,11 @@ def _device(model: nn.Module) -> torch.device:
 
 
 # ---- the method contract -------------------------------------------------------------------------
-class MethodParams(BaseModel):
-    """Base of every method's ``Params`` model: unknown keys are refused, ranges are declared with
-    ``Field(ge=..., le=...)``. The one knob every method shares is which class it explains."""
+class MethodParams(_CoreParams):
+    """Base of every attribution method's ``Params`` model — the lab's one parameter style
+    (:class:`kdcore.core.params.MethodParams`, shared with losses, weightings, schedules and phase
+    recipes): unknown keys are refused, ranges are declared with ``Field(ge=..., le=...)``. The one
+    knob every attribution method shares is which class it explains."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -12,10 +12,19 @@ import sys
 from typing import Any
 
 from kdcore.core.catalog import CATALOG_FILE
+from kdcore.core.params import MethodParams, params_schema
 
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
+
+
+def _params(model: type[MethodParams]) -> dict[str, Any]:
+    """A method's ``params`` record (and its ``ordered`` rules, when it has any) from its Params model."""
+    out: dict[str, Any] = {"params": _jsonable(params_schema(model))}
+    if model.ordered:
+        out["ordered"] = [list(pair) for pair in model.ordered]
+    return out
 
 
 def build_catalog() -> dict[str, Any]:
@@ -35,17 +44,15 @@ def build_catalog() -> dict[str, Any]:
             "num_classes": cls.NUM_CLASSES,
             "class_knob": list(cls.CLASS_KNOB) if cls.CLASS_KNOB else None,
         }
+    # every method's parameters come from its pydantic Params model: default, min/max (gt/lt), choices,
+    # description, and the `ordered` (a < b) rules — what kdcore.core.catalog.check_params checks
     losses = {name: {"summary": cls.summary, "family": cls.family, "default_weight": cls.default_weight,
-                     "needs_teacher": cls.needs_teacher, "defaults": _jsonable(cls.defaults)}
+                     "needs_teacher": cls.needs_teacher, **_params(cls.Params)}
               for name, cls in LOSSES.items()}
-    strategies = lambda reg: {n: {"summary": c.summary, "defaults": _jsonable(c.defaults)}  # noqa: E731
-                              for n, c in reg.items()}
+    strategies = lambda reg: {n: {"summary": c.summary, **_params(c.Params)} for n, c in reg.items()}  # noqa: E731
     import kdcore.pipeline.recipes  # noqa: F401  (every recipe module registers itself)
 
-    phases = {name: {"summary": r.summary,
-                     "params": {k: {"default": v, "min": r.ranges[k][0], "max": r.ranges[k][1]}
-                                for k, v in r.params.items()}}
-              for name, r in RECIPES.items()}
+    phases = {name: {"summary": r.summary, **_params(r.Params)} for name, r in RECIPES.items()}
     return {
         "_generated_by": "python -m kdcore.pipeline.catalog --write (do not edit by hand)",
         "datasets": datasets,

@@ -18,8 +18,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
+from kdcore.core.params import MethodParams
 from kdcore.methods.losses.functional import as_map
 from kdcore.models.output import ModelOutput
 
@@ -74,13 +76,24 @@ def common_modalities(student: ModelOutput, teacher: ModelOutput) -> list[str]:
     return [m for m in student.modalities if m in teacher.modalities]
 
 
-def pick_pair(loss: str, params: dict, student: ModelOutput, teacher: ModelOutput,
-              default_layer: int | str = -1) -> tuple[FeatureRef, FeatureRef]:
+class FeatureAddress(MethodParams):
+    """The parameters of a loss on one (student feature, teacher feature) pair (see the module doc).
+    The values are checked against the probe outputs by :func:`resolve_ref`, which knows the maps."""
+
+    modality: str | None = Field("fused", description="student feature: 'fused' or a modality name (None: the "
+                                                      "first modality both networks see with maps)")
+    layer: int | str = Field(-1, description="'feature' (the encoder output) or an index into the modality's maps")
+    teacher_modality: str | None = Field(None, description="teacher feature's modality (None: as the student's)")
+    teacher_layer: int | str = Field(-1, description="'feature' or an index into the teacher modality's maps")
+
+
+def pick_pair(loss: str, params: FeatureAddress, student: ModelOutput,
+              teacher: ModelOutput) -> tuple[FeatureRef, FeatureRef]:
     """Resolve (student, teacher) addresses from ``modality, layer, teacher_modality, teacher_layer``.
     ``modality=None`` picks the first modality both networks see that has maps on both sides (falls
     back to ``fused`` when there is none); ``teacher_modality=None`` means the same as the student."""
-    mod, layer = params.get("modality"), params.get("layer", default_layer)
-    t_mod, t_layer = params.get("teacher_modality"), params.get("teacher_layer", default_layer)
+    mod, layer = params.modality, params.layer
+    t_mod, t_layer = params.teacher_modality, params.teacher_layer
     if mod is None:
         mod = "fused"
         for m in common_modalities(student, teacher):

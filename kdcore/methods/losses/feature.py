@@ -16,17 +16,16 @@ splits hold (~1,000); with in-batch negatives it would be a different method (In
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field
 from torch import Tensor
 
+from kdcore.core.params import MethodParams
 from kdcore.methods.losses import functional as LF
-from kdcore.methods.losses._select import FeatureRef, Regressor, common_modalities, pick_pair
+from kdcore.methods.losses._select import FeatureAddress, FeatureRef, Regressor, common_modalities, pick_pair
 from kdcore.methods.losses.base import DistillLoss, LossSetup, StepContext, register
-from kdcore.methods.losses.logit import _number
 from kdcore.models.output import ModelOutput
-
-_ADDRESS = {"modality": "fused", "layer": -1, "teacher_modality": None, "teacher_layer": -1}
 
 
 def _probes(loss: DistillLoss, setup: LossSetup) -> tuple[ModelOutput, ModelOutput]:
@@ -68,9 +67,13 @@ class FitNet(_PairLoss):
     name = "fitnet"
     summary = "FitNets hint: ½·MSE between a teacher map and a learned 1×1-conv/linear regression of the student's"
     family = "feature"
+    order = 10
     paper = "Romero et al. ICLR 2015, arXiv:1412.6550"
-    defaults = {**_ADDRESS, "modality": None}
     default_weight = 100.0
+
+    class Params(FeatureAddress):
+        modality: str | None = Field(None, description="student feature: 'fused', a modality name, or None for "
+                                                       "the first modality both networks see with maps")
 
     def __init__(self, setup: LossSetup, **params: Any):
         super().__init__(setup, **params)
@@ -104,18 +107,22 @@ class AttentionTransfer(DistillLoss):
     name = "at"
     summary = "attention transfer: MSE between L2-normalised spatial attention maps mean_c|A|^p, per layer pair"
     family = "feature"
+    order = 20
     paper = "Zagoruyko & Komodakis ICLR 2017, arXiv:1612.03928"
-    defaults = {"p": 2.0, "modality": None, "pairs": "depth"}
     default_weight = 1000.0
+
+    class Params(MethodParams):
+        p: float = Field(2.0, ge=0.5, le=8.0, description="exponent p of the attention map mean_c |A_c|^p")
+        modality: str | None = Field(None, description="only this modality (None: every modality both see)")
+        pairs: Literal["depth", "last"] = Field("depth", description="match maps at the same relative depth, "
+                                                                      "or only last ↔ last")
 
     def __init__(self, setup: LossSetup, **params: Any):
         super().__init__(setup, **params)
         s_probe, t_probe = _probes(self, setup)
-        self.p = _number(self.name, self.params, "p", 0.5, 8.0)
-        if self.params["pairs"] not in ("depth", "last"):
-            raise ValueError(f"loss 'at': params.pairs={self.params['pairs']!r}; allowed: depth, last")
+        self.p = float(self.params.p)
         shared = common_modalities(s_probe, t_probe)
-        mod = self.params["modality"]
+        mod = self.params.modality
         if mod is not None and mod not in shared:
             raise ValueError(f"loss 'at': params.modality={mod!r} is not seen by both networks; "
                              f"allowed: {', '.join(shared) or '(none shared)'}")
@@ -125,7 +132,7 @@ class AttentionTransfer(DistillLoss):
             if not si or not ti:
                 continue
             k, n = len(si), len(ti)
-            if self.params["pairs"] == "last":
+            if self.params.pairs == "last":
                 self.pairs.append((m, si[-1], ti[-1]))
             else:
                 self.pairs += [(m, si[i], ti[math.ceil((i + 1) * n / k) - 1]) for i in range(k)]
@@ -169,13 +176,16 @@ class ActivationBoundary(_PairLoss):
     name = "ab"
     summary = "activation boundaries: squared hinge, margin μ, on teacher neuron signs"
     family = "feature"
+    order = 30
     paper = "Heo et al. AAAI 2019, arXiv:1811.03233"
-    defaults = {"margin": 1.0, **_ADDRESS}
     default_weight = 1.0
+
+    class Params(FeatureAddress):
+        margin: float = Field(1.0, ge=0.0, le=100.0, description="margin μ of the squared hinge")
 
     def __init__(self, setup: LossSetup, **params: Any):
         super().__init__(setup, **params)
-        self.margin = _number(self.name, self.params, "margin", 0.0, 100.0)
+        self.margin = float(self.params.margin)
         s, t = self.s_ref.get(setup.student_probe), self.t_ref.get(setup.teacher_probe)
         self.projector = Regressor(s, t)
         self.note += f"; P: {self.projector.description}; margin {self.margin:g}"
@@ -203,9 +213,12 @@ class SimilarityPreserving(_PairLoss):
     name = "sp"
     summary = "similarity preserving: match the row-normalised B×B Gram matrices of student and teacher"
     family = "relation"
+    order = 10
     paper = "Tung & Mori ICCV 2019, arXiv:1907.09682"
-    defaults = dict(_ADDRESS)
     default_weight = 3000.0
+
+    class Params(FeatureAddress):
+        pass
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
         return {"sp": LF.sp_loss(*self.pair(student, teacher))}
@@ -226,14 +239,18 @@ class RelationalKD(_PairLoss):
     name = "rkd"
     summary = "relational KD: Huber on normalised pairwise distances (w 25) and triplet angles (w 50)"
     family = "relation"
+    order = 20
     paper = "Park et al. CVPR 2019, arXiv:1904.05068"
-    defaults = {"w_dist": 25.0, "w_angle": 50.0, **_ADDRESS}
     default_weight = 1.0
+
+    class Params(FeatureAddress):
+        w_dist: float = Field(25.0, ge=0.0, le=1e6, description="w_D, weight of the distance term")
+        w_angle: float = Field(50.0, ge=0.0, le=1e6, description="w_A, weight of the angle term")
 
     def __init__(self, setup: LossSetup, **params: Any):
         super().__init__(setup, **params)
-        self.w_dist = _number(self.name, self.params, "w_dist", 0.0, 1e6)
-        self.w_angle = _number(self.name, self.params, "w_angle", 0.0, 1e6)
+        self.w_dist = float(self.params.w_dist)
+        self.w_angle = float(self.params.w_angle)
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
         dist, angle = LF.rkd_parts(*self.pair(student, teacher))
@@ -257,9 +274,12 @@ class PKT(_PairLoss):
     name = "pkt"
     summary = "probabilistic KT: KL between cosine-similarity conditional distributions over the batch"
     family = "relation"
+    order = 30
     paper = "Passalis & Tefas ECCV 2018, arXiv:1803.10837"
-    defaults = {**_ADDRESS}
     default_weight = 30000.0
+
+    class Params(FeatureAddress):
+        pass
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
         return {"pkt": LF.pkt_loss(*self.pair(student, teacher))}

@@ -1,9 +1,12 @@
-"""Label and logit losses: hard-label CE, Hinton KD, decoupled KD (DKD) and logit MSE."""
+"""Label and logit losses: hard-label CE, Hinton KD and decoupled KD (DKD). (Logit MSE has its own
+module, :mod:`kdcore.methods.losses.logit_mse`: a loss can be one file.)"""
 
 from __future__ import annotations
 
+from pydantic import Field
 from torch import Tensor
 
+from kdcore.core.params import MethodParams
 from kdcore.methods.losses import functional as LF
 from kdcore.methods.losses.base import DistillLoss, StepContext, register
 from kdcore.models.output import ModelOutput
@@ -19,6 +22,7 @@ class CrossEntropy(DistillLoss):
     name = "ce"
     summary = "cross-entropy with the hard labels (and auxiliary-task labels)"
     family = "label"
+    order = 10
     needs_teacher = False
     default_weight = 0.1
 
@@ -39,23 +43,12 @@ class HintonKD(DistillLoss):
     name = "kd"
     summary = "KL between temperature-softened teacher and student distributions, × T²"
     family = "logit"
+    order = 20
     paper = "Hinton et al. 2015, arXiv:1503.02531"
     default_weight = 0.9
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
         return {"kd": LF.kd_loss(student.logits, teacher.logits.detach(), ctx.temperature, ctx.sample_weight)}
-
-
-def _number(loss: str, params: dict, key: str, lo: float, hi: float) -> float:
-    """A numeric hyper-parameter in [lo, hi]; the error names the parameter and the range."""
-    value = params[key]
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"loss {loss!r}: params.{key}={value!r} is not a number") from None
-    if not lo <= x <= hi:
-        raise ValueError(f"loss {loss!r}: params.{key}={value!r} is outside the allowed range [{lo}, {hi}]")
-    return x
 
 
 @register
@@ -82,15 +75,20 @@ class DecoupledKD(DistillLoss):
     name = "dkd"
     summary = "decoupled KD: α·TCKD (target vs rest) + β·NCKD (non-target classes), linear warm-up"
     family = "logit"
+    order = 30
     paper = "Zhao et al. CVPR 2022, arXiv:2203.08679"
-    defaults = {"alpha": 1.0, "beta": 8.0, "warmup": 20}
     default_weight = 1.0
+
+    class Params(MethodParams):
+        alpha: float = Field(1.0, ge=0.0, le=1e4, description="α, weight of TCKD (target vs the rest)")
+        beta: float = Field(8.0, ge=0.0, le=1e4, description="β, weight of NCKD (among the non-target classes)")
+        warmup: float = Field(20, ge=0.0, le=1e4, description="epochs of the linear warm-up (0: none)")
 
     def __init__(self, setup, **params):
         super().__init__(setup, **params)
-        self.alpha = _number(self.name, self.params, "alpha", 0.0, 1e4)
-        self.beta = _number(self.name, self.params, "beta", 0.0, 1e4)
-        self.warmup = _number(self.name, self.params, "warmup", 0.0, 1e4)
+        self.alpha = float(self.params.alpha)
+        self.beta = float(self.params.beta)
+        self.warmup = float(self.params.warmup)
         self.note = f"α={self.alpha:g}, β={self.beta:g}, warm-up over {self.warmup:g} epochs"
 
     def warmup_factor(self, epoch: int) -> float:
@@ -102,20 +100,3 @@ class DecoupledKD(DistillLoss):
                                   sample_weight=ctx.sample_weight)
         w = self.warmup_factor(ctx.epoch)
         return {"dkd/tckd": w * self.alpha * tckd, "dkd/nckd": w * self.beta * nckd}
-
-
-@register
-class LogitMSE(DistillLoss):
-    """Logit matching — Ba & Caruana, NeurIPS 2014 ("Do Deep Nets Really Need to be Deep?").
-
-    L = (1/B) Σ_i (1/C) Σ_c (z_s,ic − z_t,ic)²  on the raw logits (no temperature). Zero when the
-    student's logits equal the teacher's."""
-
-    name = "logit_mse"
-    summary = "mean squared error between student and teacher logits"
-    family = "logit"
-    paper = "Ba & Caruana 2014, arXiv:1312.6184"
-    default_weight = 1.0
-
-    def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
-        return {"logit_mse": LF.logit_mse_loss(student.logits, teacher.logits.detach(), ctx.sample_weight)}

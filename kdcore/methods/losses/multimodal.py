@@ -8,10 +8,12 @@ per-modality feature distillation and cross-modal feature distillation onto the 
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field
 from torch import Tensor, nn
 
+from kdcore.core.params import MethodParams
 from kdcore.methods.losses import functional as LF
 from kdcore.methods.losses._select import Regressor, common_modalities
 from kdcore.methods.losses.base import DistillLoss, LossSetup, StepContext, register
@@ -49,8 +51,8 @@ class ModalityAttentionKD(DistillLoss):
     name = "attention_kd"
     summary = "KL(α_T ‖ α_S) between teacher and student modality attention over the shared modalities"
     family = "multimodal"
+    order = 10
     paper = "KL form of Wang et al. NeurIPS 2020 (MiniLM), applied to modality attention"
-    defaults: dict[str, Any] = {}
     default_weight = 1.0
 
     def __init__(self, setup: LossSetup, **params: Any):
@@ -94,8 +96,8 @@ class ModalityFeatureKD(DistillLoss):
     name = "modality_feature_kd"
     summary = "Σ_m α_T,m·‖P_m(h_S,m) − h_T,m‖²: per-modality feature hints weighted by teacher attention"
     family = "multimodal"
+    order = 20
     paper = "hints as in Romero et al. ICLR 2015, weighted by the teacher's modality attention"
-    defaults: dict[str, Any] = {}
     default_weight = 1.0
 
     def __init__(self, setup: LossSetup, **params: Any):
@@ -142,17 +144,18 @@ class CrossModalFeatureKD(DistillLoss):
     name = "crossmodal_feature_kd"
     summary = "regress each student modality's feature (linear P_m) onto the teacher's fused feature"
     family = "multimodal"
+    order = 30
     paper = "Gupta et al. CVPR 2016, arXiv:1507.00448"
-    defaults: dict[str, Any] = {"distance": "mse", "modalities": None}
     default_weight = 1.0
+
+    class Params(MethodParams):
+        distance: Literal["mse", "cosine"] = Field("mse", description="d: mean squared error or 1 − cosine")
+        modalities: list[str] | str | None = Field(None, description="student modalities used (None: all)")
 
     def __init__(self, setup: LossSetup, **params: Any):
         super().__init__(setup, **params)
         s, t = setup.student_probe, _teacher_probe(self, setup)
-        if self.params["distance"] not in ("mse", "cosine"):
-            raise ValueError(f"loss 'crossmodal_feature_kd': params.distance={self.params['distance']!r}; "
-                             "allowed: mse, cosine")
-        mods = self.params["modalities"]
+        mods = self.params.modalities
         if mods is None:
             mods = list(s.modalities)
         elif isinstance(mods, str):
@@ -162,7 +165,7 @@ class CrossModalFeatureKD(DistillLoss):
             raise ValueError(f"loss 'crossmodal_feature_kd': params.modalities={mods!r}; allowed: a non-empty "
                              f"list of {', '.join(s.modalities)}")
         self.mods = list(mods)
-        self.distance = self.params["distance"]
+        self.distance = self.params.distance
         self.regressors = nn.ModuleDict({m: Regressor(s.features[m], t.fused) for m in self.mods})
         self.note = (f"{', '.join(self.mods)} → teacher fused [{t.fused.shape[1]}] ({self.distance}); "
                      f"P_m: linear {s.features[self.mods[0]].shape[1]}→{t.fused.shape[1]}")

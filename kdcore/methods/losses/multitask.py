@@ -24,8 +24,8 @@ class AuxKD(DistillLoss):
     name = "aux_kd"
     summary = "Hinton KD on every auxiliary-task head (one term per task)"
     family = "multitask"
+    order = 10
     paper = "Hinton et al. 2015, arXiv:1503.02531 (per auxiliary head)"
-    defaults: dict[str, Any] = {}
     default_weight = 0.9
 
     def __init__(self, setup: LossSetup, **params: Any):

@@ -23,12 +23,14 @@ hard-label CE keeps every sample.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
+from kdcore.core.params import MethodParams
 from kdcore.models.output import ModelOutput
 from kdcore.methods.strategies.base import Weighting, register_weighting
 
@@ -61,13 +63,16 @@ class UncertaintyWeighting(Weighting):
 
     name = "uncertainty"
     summary = "Kendall et al. 2018: Σ w·exp(−s)·L + s with a learned log-variance s per loss"
-    defaults = {"init": 0.0, "learn_ce": True}
+
+    class Params(MethodParams):
+        init: float = Field(0.0, ge=-20.0, le=20.0, description="s_k = log σ_k² at step 0 (0: the spec weights)")
+        learn_ce: bool = Field(True, description="learn CE's log-variance too (False: CE keeps its fixed weight)")
 
     def __init__(self, loss_weights: dict[str, float], **params: Any):
         super().__init__(loss_weights, **params)
-        learned = [k for k in self.loss_weights if self.params["learn_ce"] or k != "ce"]
+        learned = [k for k in self.loss_weights if self.params.learn_ce or k != "ce"]
         self.log_vars = nn.ParameterDict(
-            {k: nn.Parameter(torch.tensor(float(self.params["init"]))) for k in learned})
+            {k: nn.Parameter(torch.tensor(float(self.params.init))) for k in learned})
 
     def combine(self, terms: dict[str, Tensor], owner: dict[str, str]) -> tuple[Tensor, dict[str, float]]:
         ref = next(iter(terms.values()))
@@ -98,20 +103,17 @@ class ConfidenceWeighting(Weighting):
 
     name = "confidence"
     summary = "per-sample weights = teacher confidence (max softmax prob or p of the true class)"
-    defaults = {"mode": "max", "temperature": 1.0, "power": 1.0}
 
-    def __init__(self, loss_weights: dict[str, float], **params: Any):
-        super().__init__(loss_weights, **params)
-        if self.params["mode"] not in ("max", "true"):
-            raise ValueError(f"weighting_params.mode={self.params['mode']!r}; allowed: max, true")
-        if not float(self.params["temperature"]) > 0:
-            raise ValueError("weighting_params.temperature must be > 0")
+    class Params(MethodParams):
+        mode: Literal["max", "true"] = Field("max", description="max softmax probability, or p of the true class")
+        temperature: float = Field(1.0, gt=0.0, le=100.0, description="softmax temperature of the confidence")
+        power: float = Field(1.0, ge=0.0, le=100.0, description="w_i = confidence^power (0: all weights 1)")
 
     def sample_weights(self, student, teacher, labels, temperature):
         if teacher is None:
             return None
-        c = teacher_confidence(teacher.logits, labels, self.params["mode"], float(self.params["temperature"]))
-        return c.pow(float(self.params["power"]))
+        c = teacher_confidence(teacher.logits, labels, self.params.mode, float(self.params.temperature))
+        return c.pow(float(self.params.power))
 
 
 def c2kd_keep(teacher_logits: Tensor, labels: Tensor) -> Tensor:
@@ -134,7 +136,9 @@ class C2KDWeighting(Weighting):
 
     name = "c2kd"
     summary = "C2KD-style: drop samples whose teacher argmax ≠ label; optionally distil non-target classes only"
-    defaults = {"non_target_only": False}
+
+    class Params(MethodParams):
+        non_target_only: bool = Field(False, description="distil the non-target classes only (target masked)")
 
     def __init__(self, loss_weights: dict[str, float], **params: Any):
         super().__init__(loss_weights, **params)
@@ -148,7 +152,7 @@ class C2KDWeighting(Weighting):
         return keep
 
     def distill_outputs(self, student, teacher, labels):
-        if teacher is None or not self.params["non_target_only"]:
+        if teacher is None or not self.params.non_target_only:
             return student, teacher
         s = ModelOutput(mask_target(student.logits, labels), student.features, student.fused, student.attention,
                         student.modalities, student.feature_maps, student.aux_logits)

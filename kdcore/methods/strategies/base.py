@@ -4,6 +4,10 @@ A :class:`Weighting` turns the named loss terms into one total (and may learn pa
 uncertainty weighting's log-variances) and may give per-sample weights (teacher confidence,
 C2KD-style filtering). A :class:`TemperatureSchedule` gives T for the current step (it may be a
 learnable parameter). Both report their current values every step so the app can plot them.
+
+Each declares its parameters as a nested ``Params`` model (:class:`kdcore.core.params.MethodParams`),
+like losses and phase recipes; ``self.params`` is the validated instance and ``cls.defaults`` the
+derived name -> default mapping.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import math
 from typing import Any, ClassVar
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from kdcore.core.catalog import with_defaults
+from kdcore.core.params import MethodParams, attach_params, validate_params
 from kdcore.models.output import ModelOutput
 
 WEIGHTINGS: dict[str, type["Weighting"]] = {}
@@ -31,15 +36,27 @@ def register_schedule(cls):
     return cls
 
 
-class Weighting(nn.Module):
+class _Parametrised(nn.Module):
+    """A method whose hyper-parameters are its nested ``Params`` model."""
+
+    class Params(MethodParams):
+        """No parameters."""
+
+    defaults: ClassVar[dict[str, Any]] = {}  # derived from Params (name -> default); do not set by hand
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        attach_params(cls)
+
+
+class Weighting(_Parametrised):
     name: ClassVar[str]
     summary: ClassVar[str]
-    defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, loss_weights: dict[str, float], **params: Any):
         super().__init__()
         self.loss_weights = dict(loss_weights)
-        self.params = with_defaults(f"weighting {self.name!r}", params, self.defaults)
+        self.params = validate_params(self.Params, params, f"weighting {self.name!r}", "weighting_params.")
 
     def sample_weights(self, student: ModelOutput, teacher: ModelOutput | None, labels: Tensor,
                        temperature: Tensor | float) -> Tensor | None:
@@ -75,14 +92,14 @@ class FixedWeighting(Weighting):
     summary = "fixed weights from the spec: L = Σ w_k L_k"
 
 
-class TemperatureSchedule(nn.Module):
+class TemperatureSchedule(_Parametrised):
     name: ClassVar[str]
     summary: ClassVar[str]
-    defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, base: float, **params: Any):
         super().__init__()
-        self.params = with_defaults(f"temperature schedule {self.name!r}", params, self.defaults)
+        self.params = validate_params(self.Params, params, f"temperature schedule {self.name!r}",
+                                      "temperature_params.")
         self.base = float(base)
 
     def value(self, progress: float) -> Tensor | float:
@@ -102,10 +119,12 @@ class LinearTemperature(TemperatureSchedule):
 
     name = "linear"
     summary = "T moves linearly from the spec's temperature to `end`"
-    defaults = {"end": 1.0}
+
+    class Params(MethodParams):
+        end: float = Field(1.0, gt=0.0, le=100.0, description="T at the end of the phase")
 
     def value(self, progress: float) -> float:
-        return self.base + progress * (float(self.params["end"]) - self.base)
+        return self.base + progress * (float(self.params.end) - self.base)
 
 
 @register_schedule
@@ -114,10 +133,12 @@ class CosineTemperature(TemperatureSchedule):
 
     name = "cosine"
     summary = "T follows a half cosine from the spec's temperature to `end`"
-    defaults = {"end": 1.0}
+
+    class Params(MethodParams):
+        end: float = Field(1.0, gt=0.0, le=100.0, description="T at the end of the phase")
 
     def value(self, progress: float) -> float:
-        end = float(self.params["end"])
+        end = float(self.params.end)
         return end + 0.5 * (self.base - end) * (1 + math.cos(math.pi * progress))
 
 
@@ -147,11 +168,18 @@ class LearnableTemperature(TemperatureSchedule):
 
     name = "learnable"
     summary = "CTKD: T learned adversarially (gradient reversal, maximises the KD loss) within [min, max]"
-    defaults = {"min": 0.5, "max": 20.0, "lambda": 1.0}
+
+    class Params(MethodParams):
+        ordered = (("min", "max"),)
+
+        min: float = Field(0.5, gt=0.0, le=100.0, description="lowest T")
+        max: float = Field(20.0, gt=0.0, le=100.0, description="highest T")
+        lam: float = Field(1.0, alias="lambda", ge=0.0, le=1e3,
+                           description="λ, scale of the reversed gradient that T receives")
 
     def __init__(self, base: float, **params: Any):
         super().__init__(base, **params)
-        lo, hi = float(self.params["min"]), float(self.params["max"])
+        lo, hi = float(self.params.min), float(self.params.max)
         if not lo < self.base < hi:
             raise ValueError(f"learnable temperature: distill.temperature={self.base} must lie inside "
                              f"(min, max) = ({lo}, {hi})")
@@ -159,6 +187,6 @@ class LearnableTemperature(TemperatureSchedule):
         self.theta = nn.Parameter(torch.tensor(math.log(frac / (1.0 - frac))))
 
     def value(self, progress: float) -> Tensor:
-        lo, hi = float(self.params["min"]), float(self.params["max"])
+        lo, hi = float(self.params.min), float(self.params.max)
         t = lo + (hi - lo) * torch.sigmoid(self.theta)
-        return _ReverseGrad.apply(t, float(self.params["lambda"]))
+        return _ReverseGrad.apply(t, float(self.params.lam))

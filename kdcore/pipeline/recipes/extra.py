@@ -26,9 +26,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from kdcore.pipeline.recipes.registry import register_phase
+from kdcore.core.params import MethodParams
+from kdcore.pipeline.recipes.registry import phase_params, register_phase
 from kdcore.train.callbacks import Callback, PhaseMetrics
 from kdcore.train.trainer import PhaseConfig, PhaseRun
 from kdcore.methods.losses import DistillLoss, StepContext
@@ -39,27 +41,39 @@ from kdcore.methods.strategies import TEMPERATURE_SCHEDULES, WEIGHTINGS
 from kdcore.methods.adversarial import pgd_attack, robust_accuracy
 from kdcore.methods.pruning import PruningSchedule, make_permanent, model_sparsity, sparsity
 
-_PRUNE_DEFAULTS = {"sparsity": 0.8, "start": 0.0, "end": 0.6, "every": 10}
-PHASE_PARAMS: dict[str, dict[str, Any]] = {
-    "ard": {"epsilon": 0.25, "step_size": 0.1, "steps": 5, "eval_steps": 10, "kd_weight": 0.9,
-            "ce_weight": 0.1, "temperature": None},
-    "prune_kd": dict(_PRUNE_DEFAULTS),
-    "prune_ce": dict(_PRUNE_DEFAULTS),
-}
+
+
+class ARDParams(MethodParams):
+    """``distill.phase_params.ard``."""
+
+    epsilon: float = Field(0.25, ge=0.0, le=10.0, description="L∞ radius of the PGD examples (and of the "
+                                                             "robust-accuracy evaluation)")
+    step_size: float = Field(0.1, ge=0.0, le=10.0, description="PGD step size in training")
+    steps: int = Field(5, ge=0, le=100, description="PGD steps per training batch")
+    eval_steps: int = Field(10, ge=1, le=200, description="PGD steps of the robust-accuracy evaluation")
+    kd_weight: float = Field(0.9, ge=0.0, le=1e6, description="weight of the KD term on the adversarial inputs")
+    ce_weight: float = Field(0.1, ge=0.0, le=1e6, description="weight of CE on the clean inputs")
+    temperature: float | None = Field(None, ge=1e-3, le=100.0, description="T of the KD term "
+                                                                           "(None: distill.temperature)")
+
+
+class PruneParams(MethodParams):
+    """``distill.phase_params.prune_kd`` / ``prune_ce``."""
+
+    ordered = (("start", "end"),)
+
+    sparsity: float = Field(0.8, ge=0.0, le=0.999, description="target zero fraction of the conv/linear weights")
+    start: float = Field(0.0, ge=0.0, le=1.0, description="fraction of training where pruning starts")
+    end: float = Field(0.6, ge=0.0, le=1.0, description="fraction of training where the target is reached")
+    every: int = Field(10, ge=1, le=100000, description="prune every this many steps")
+
+
 PHASE_SUMMARY = {
     "ard": "adversarially robust distillation (Goldblum et al. 2020): student on PGD examples matches "
            "the teacher's clean soft labels; FGSM/PGD robust accuracy for every phase",
     "prune_kd": "sparse distillation: KD while magnitude-pruning the student to a target sparsity",
     "prune_ce": "pruning without KD (CE only), the same schedule, for comparison with prune_kd",
 }
-# allowed range of every phase parameter (spec validation reads it through the catalog)
-PHASE_RANGES = {"epsilon": (0.0, 10.0), "step_size": (0.0, 10.0), "steps": (0, 100), "eval_steps": (1, 200),
-                "kd_weight": (0.0, 1e6), "ce_weight": (0.0, 1e6), "temperature": (1e-3, 100.0),
-                "sparsity": (0.0, 0.999), "start": (0.0, 1.0), "end": (0.0, 1.0), "every": (1, 100000)}
-
-
-def phase_params(exp, name: str) -> dict[str, Any]:
-    return {**PHASE_PARAMS[name], **exp.spec.distill.phase_params.get(name, {})}
 
 
 # ---- ARD ---------------------------------------------------------------------------------
@@ -83,14 +97,14 @@ class CleanCrossEntropy(DistillLoss):
         return {"ce_clean": LF.cross_entropy(clean.logits, ctx.labels)}
 
 
-def robust_metrics(exp, model: nn.Module, modalities: list[str], params: dict[str, Any]) -> dict[str, float]:
-    eps = float(params["epsilon"])
+def robust_metrics(exp, model: nn.Module, modalities: list[str], params: ARDParams) -> dict[str, float]:
+    eps = float(params.epsilon)
     test = exp.data.split("test")
     seed = exp.spec.data.seed
     return {
         "robust_eps": eps,
         "fgsm_acc": robust_accuracy(model, test, modalities, eps, "fgsm", device=exp.device, seed=seed),
-        "pgd_acc": robust_accuracy(model, test, modalities, eps, "pgd", steps=int(params["eval_steps"]),
+        "pgd_acc": robust_accuracy(model, test, modalities, eps, "pgd", steps=int(params.eval_steps),
                                    device=exp.device, seed=seed),
     }
 
@@ -127,15 +141,15 @@ class AdversarialInputs(Callback):
 def build_ard(exp) -> PhaseConfig:
     spec = exp.spec
     p = phase_params(exp, "ard")
-    T = float(p["temperature"] or spec.distill.temperature)
-    cfg = exp.student_phase("ard", {"kd": LossTerm(weight=float(p["kd_weight"]))})
+    T = float(p.temperature or spec.distill.temperature)
+    cfg = exp.student_phase("ard", {"kd": LossTerm(weight=float(p.kd_weight))})
     store: dict[str, Any] = {}
     cfg.losses["ce_clean"] = CleanCrossEntropy(cfg.model, store)
-    cfg.loss_weights = {"kd": float(p["kd_weight"]), "ce_clean": float(p["ce_weight"])}
+    cfg.loss_weights = {"kd": float(p.kd_weight), "ce_clean": float(p.ce_weight)}
     cfg.weighting = WEIGHTINGS["fixed"](cfg.loss_weights)
     cfg.schedule = TEMPERATURE_SCHEDULES["constant"](T)
-    cfg.callbacks.append(AdversarialInputs(cfg.model, store, float(p["epsilon"]), float(p["step_size"]),
-                                           int(p["steps"]), spec.data.seed + 4242))
+    cfg.callbacks.append(AdversarialInputs(cfg.model, store, float(p.epsilon), float(p.step_size),
+                                           int(p.steps), spec.data.seed + 4242))
 
     # robust accuracy of the phases that already ran, then of this one and every later one
     wanted = {"teacher", "baseline", "kd", *spec.distill.extra_phases}
@@ -177,8 +191,8 @@ def _build_prune(exp, name: str, losses: dict[str, LossTerm]) -> PhaseConfig:
     n = len(exp.data.split("train"))
     bs = min(exp.spec.train.batch_size, n)
     spe = (n + bs - 1) // bs
-    schedule = PruningSchedule(cfg.model, float(p["sparsity"]), cfg.epochs * spe, float(p["start"]),
-                               float(p["end"]), int(p["every"]))
+    schedule = PruningSchedule(cfg.model, float(p.sparsity), cfg.epochs * spe, float(p.start),
+                               float(p.end), int(p.every))
     cfg.callbacks.append(Pruning(schedule))
     cfg.min_best_epoch = min(cfg.epochs, schedule.first_full_epoch(spe))
     return cfg
@@ -192,6 +206,6 @@ def build_prune_ce(exp) -> PhaseConfig:
     return _build_prune(exp, "prune_ce", {"ce": LossTerm(weight=1.0)})
 
 
-for _name, _build in (("ard", build_ard), ("prune_kd", build_prune_kd), ("prune_ce", build_prune_ce)):
-    register_phase(_name, _build, PHASE_SUMMARY[_name], PHASE_PARAMS[_name],
-                   {k: PHASE_RANGES[k] for k in PHASE_PARAMS[_name]})
+for _name, _build, _params in (("ard", build_ard, ARDParams), ("prune_kd", build_prune_kd, PruneParams),
+                               ("prune_ce", build_prune_ce, PruneParams)):
+    register_phase(_name, _build, PHASE_SUMMARY[_name], _params)
