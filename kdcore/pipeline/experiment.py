@@ -267,8 +267,13 @@ class Experiment:
             self.setup()
             from kdcore.core.spec import LossTerm
 
-            self._run_phase(self.student_phase("baseline", {"ce": LossTerm(weight=1.0)}))
-            self._run_phase(self.student_phase("kd", spec.distill.losses))
+            if spec.student.kind == "tree":  # gradient-boosted-tree students (kdcore.pipeline.tree_student)
+                from kdcore.pipeline.tree_student import run_tree_phases
+
+                run_tree_phases(self)
+            else:
+                self._run_phase(self.student_phase("baseline", {"ce": LossTerm(weight=1.0)}))
+                self._run_phase(self.student_phase("kd", spec.distill.losses))
             for extra in spec.distill.extra_phases:
                 self._run_phase(EXTRA_PHASES[extra](self))
             result = self._result(RunStatus.FINISHED)
