@@ -24,8 +24,10 @@ students are compared on the same objective and temperature, mixes in the hard-l
 weights, and needs no per-class logit offsets (softmax is shift-invariant, L2 on logits is not).
 
 **Training.** Rounds up to ``student.tree.rounds``; every ``eval_every`` rounds the validation accuracy is
-measured (the validation raw scores are accumulated one round at a time) and the best round kept (earliest
-on ties); ``early_stopping`` rounds without a better validation accuracy end the phase. The kept model is the
+measured (the validation raw scores are accumulated one round at a time) and the best round kept: the highest
+validation accuracy, ties broken by the lower validation cross-entropy (accuracy saturates within a few rounds
+on small data, and the earliest of the tied rounds is an under-fitted, badly calibrated ensemble);
+``early_stopping`` rounds without a better round end the phase. The kept model is the
 booster truncated to its best round; its test accuracy is reported. The engine's typed events are emitted
 with the boosting round as the epoch: ``PhaseStarted(epochs=rounds, steps_per_epoch=1)``, one
 ``StepLosses`` per round and one ``EpochMetrics`` per evaluation.
@@ -33,6 +35,7 @@ with the boosting round as the epoch: ``PhaseStarted(epochs=rounds, steps_per_ep
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -150,7 +153,7 @@ def train_tree_phase(cfg: TreePhaseConfig, data: TensorData, emit: Callable[[Eve
     spec = cfg.tree
     emit(PhaseStarted(cfg.name, spec.rounds, 1, 0, ""))
     zv = np.zeros((len(yv), K))
-    best_acc, best_round, since_best = -1.0, 0, 0
+    best_acc, best_loss, best_round, since_best = -1.0, math.inf, 0, 0
     history: list[dict] = []
     weights = {"ce": w_ce, **({"kd": cfg.kd_weight} if q_log is not None else {})}
     t_eval = time.time()
@@ -177,8 +180,8 @@ def train_tree_phase(cfg: TreePhaseConfig, data: TensorData, emit: Callable[[Eve
         t_eval = time.time()
         history.append(m.to_dict())
         emit(m)
-        if val_acc > best_acc:
-            best_acc, best_round, since_best = val_acc, r, 0
+        if val_acc > best_acc or (val_acc == best_acc and val_loss < best_loss):
+            best_acc, best_loss, best_round, since_best = val_acc, val_loss, r, 0
         else:
             since_best += spec.eval_every
         if spec.early_stopping and since_best >= spec.early_stopping:
