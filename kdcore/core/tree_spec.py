@@ -53,16 +53,16 @@ def tree_problems(spec) -> str | None:
     kinds = spec.data.dataset_info().modality_kinds()
     for m in spec.student_modalities():
         if kinds[m] not in TREE_MODALITY_KINDS:
-            return (f"student.kind=tree: modality {m!r} has kind {kinds[m]}; a tree student takes "
+            return (f"student.kind=tree: modality {m!r} has kind {kinds[m]}, and a tree student takes "
                     f"{'/'.join(TREE_MODALITY_KINDS)} modalities only (set student.modalities to vector ones, "
                     f"or student.kind=neural)")
     bad = [n for n in spec.distill.losses if n not in TREE_LOSSES]
     if bad:
-        return (f"distill.losses: a tree student fits {' and '.join(TREE_LOSSES)} only; got {', '.join(bad)} "
+        return (f"distill.losses: a tree student fits {' and '.join(TREE_LOSSES)} only, not {', '.join(bad)} "
                 f"(remove them, or set student.kind=neural)")
     d = spec.distill
     if d.extra_phases:
-        return f"distill.extra_phases: {', '.join(d.extra_phases)} train neural students; a tree student takes none"
+        return f"distill.extra_phases: {', '.join(d.extra_phases)} train neural students, and a tree student takes none"
     if d.weighting != "fixed":
         return f"distill.weighting={d.weighting}: a tree student uses fixed weights (allowed: fixed)"
     if d.temperature_schedule != "constant":
