@@ -127,3 +127,19 @@ def test_compare_page_lists_a_tree_run_and_explains_onnx(open_page, tmp_path):
     at.toggle(key="cmp-onnx").set_value(True).run()
     no_exception(at)
     assert any("ONNX export of tree students is not supported" in e for e in errors(at)), errors(at)
+
+
+def test_attributions_page_explains_a_tree_run(open_page, tmp_path):
+    from kdcore.pipeline.experiment import Experiment
+
+    spec = load_preset("tree-student").with_overrides([
+        "name=tree-attr", "train.teacher_epochs=1", "student.tree.rounds=6", "student.tree.early_stopping=0"])
+    assert Experiment(spec, run_root=tmp_path / "runs").run().status == "finished"
+    at = open_page("pages/7_Attributions.py")
+    no_exception(at)
+    no_exception(at)
+    tables = [d.value for d in at.dataframe if "student" in d.value.columns]
+    assert tables, "no agreement table"
+    table = tables[0]
+    assert set(table["student"]) == {"baseline", "kd"}
+    assert any("pred_contrib" in c.value for c in at.caption), [c.value for c in at.caption]

@@ -245,3 +245,37 @@ def test_cli_runs_the_quick_tree_preset():
     assert "Tree students (LightGBM)" in out.stdout
     rows = {line.split()[0] for line in out.stdout.splitlines() if line.split()}
     assert {"teacher", "baseline", "kd"} <= rows
+
+
+# ---- attribution: pred_contrib beside the teacher's Captum attributions --------------------------------
+def test_tree_attribution_is_pred_contrib_and_sums_to_the_raw_score():
+    from kdcore.explain.attribution import attribute
+
+    data = _line_data()
+    two = TensorData("line2", {"a": ModalityInfo("a", "vector", (1,), ""), "b": ModalityInfo("b", "vector", (2,), "")},
+                     {"a": data.inputs["x"], "b": torch.cat([data.inputs["x"] ** 2, torch.rand(600, 1)], 1)},
+                     data.labels, 2, ["0", "1"], data.split_index)
+    _, model = train_tree_phase(TreePhaseConfig("baseline", ["a", "b"], TreeSpec(rounds=15, num_leaves=4), seed=1),
+                                two, lambda ev: None, lambda: False)
+    rows = torch.arange(10)
+    inputs = {m: two.inputs[m][rows] for m in ("a", "b")}
+    target = two.labels[rows]
+    a = attribute(model, inputs, "ig", target)  # any method name: a tree answers with its own contributions
+    assert a.method == "pred_contrib" and a.maps["a"].shape == (10, 1) and a.maps["b"].shape == (10, 2)
+    x = np.concatenate([inputs["a"].numpy(), inputs["b"].numpy()], 1).astype(np.float64)
+    full = model.booster.predict(x, pred_contrib=True).reshape(10, 2, 4)
+    bias = torch.from_numpy(full[np.arange(10), target.numpy(), -1]).float()
+    total = a.maps["a"].sum(1) + a.maps["b"].sum(1) + bias  # SHAP: contributions + expected value = raw score
+    assert torch.allclose(total, a.logits[torch.arange(10), target], atol=1e-4)
+    assert torch.allclose(a.shares.sum(1), torch.ones(10))
+
+
+def test_explain_cli_puts_tree_contributions_beside_the_teachers_captum(tree_run):
+    exp, _, _, _ = tree_run
+    out = subprocess.run([sys.executable, "-m", "kdcore", "explain", str(exp.run_dir), "--samples", "4", "--json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rep = json.loads(out.stdout)
+    assert set(rep["attribution"]) == {"teacher", "baseline", "kd"}
+    assert set(rep["agreement"]["kd"]) == {"fou", "kar", "all"}
+    assert any(n.startswith("kd: tree student: LightGBM pred_contrib") for n in rep["notes"])
