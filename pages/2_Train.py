@@ -133,6 +133,9 @@ def live(job_id: str) -> None:
             text = f"{phase}: waiting"
         elif p.state == "done":
             text = f"{phase}: done in {fmt_seconds(p.elapsed_s)}"
+        elif TREE and phase in ("baseline", "kd"):  # a tree phase: one step per boosting round
+            text = (f"{phase}: boosting round {p.step}/{p.total_steps} (early stopping may end it sooner) · "
+                    f"ETA {fmt_seconds(p.eta_s)}" + (" · paused" if snap.paused else ""))
         else:
             text = (f"{phase}: epoch {p.epoch}/{p.epochs} · step {p.step}/{p.total_steps} · "
                     f"ETA {fmt_seconds(p.eta_s)}" + (" · paused" if snap.paused else ""))
