@@ -138,16 +138,4 @@ def run_tree_phases(exp) -> None:
             model.save(exp.run_dir / "checkpoints", name)
 
 
-def tree_summary(result: dict) -> str:
-    """One line per tree phase: rounds kept, trees, leaves (for the CLI's result table footer)."""
-    parts = []
-    for name in TREE_PHASES:
-        r = (result.get("phases") or {}).get(name) or {}
-        if "tree_trees" in r:
-            parts.append(f"{name}: best round {r['best_epoch']}, {int(r['tree_trees'])} trees, "
-                         f"{int(r['tree_leaves'])} leaves, {r['size_bytes'] / 1024:.1f} KB")
-    return "tree students (LightGBM): " + "; ".join(parts) if parts else ""
-
-
-__all__ = ["TREE_PHASES", "run_tree_phases", "tree_efficiency", "load_finished_tree", "tree_summary",
-           "comparisons_per_sample"]
+__all__ = ["TREE_PHASES", "run_tree_phases", "tree_efficiency", "load_finished_tree", "comparisons_per_sample"]

@@ -176,7 +176,7 @@ def train_tree_phase(cfg: TreePhaseConfig, data: TensorData, emit: Callable[[Eve
         val_loss = float(-_log_softmax(zv)[np.arange(len(yv)), yv].mean())
         train_acc = float((z_train[labelled].argmax(1) == y[labelled]).mean()) if labelled.any() else 0.0
         m = EpochMetrics(cfg.name, r, total, train_acc, val_loss, val_acc, time.time() - t_eval,
-                         {"trees": float(booster.num_trees())})
+                         {"trees_grown": float(booster.num_trees())})
         t_eval = time.time()
         history.append(m.to_dict())
         emit(m)
