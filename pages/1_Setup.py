@@ -116,10 +116,15 @@ shown = spec or current
 # ---- live model sizes and data preview -----------------------------------------------------
 data = load_data(shown.data)
 teacher_n = count_parameters(build_model(shown.teacher, shown.teacher_modalities(), data))
-student_n = count_parameters(build_model(shown.student, shown.student_modalities(), data))
 t_count.metric("teacher parameters", f"{teacher_n:,}")
-s_count.metric("student parameters", f"{student_n:,}", f"{teacher_n / max(1, student_n):.1f}× smaller",
-               delta_color="off")
+if shown.student.kind == "tree":  # its size is known once the trees are grown
+    tr = shown.student.tree
+    s_count.metric("student", "tree ensemble", f"≤ {tr.rounds} rounds × {data.num_classes} trees × {tr.num_leaves} "
+                   "leaves", delta_color="off")
+else:
+    student_n = count_parameters(build_model(shown.student, shown.student_modalities(), data))
+    s_count.metric("student parameters", f"{student_n:,}", f"{teacher_n / max(1, student_n):.1f}× smaller",
+                   delta_color="off")
 
 with st.expander("Data preview", expanded=True):
     n = len(data.labels)

@@ -71,6 +71,9 @@ if lesson:
                  "and the per-class accuracy chart appear below.")
     st.info(text, icon=":material/school:")
 POLL_S = float(os.environ.get("KDLAB_POLL_S", "0.5"))  # live refresh interval (seconds)
+TREE = getattr(job.spec.student, "kind", "neural") == "tree"  # tree students: one point per boosting round
+EPOCH_AXIS = {"x_title": "epoch (teacher) · boosting round (tree students)"} if TREE else {}
+STEP_AXIS = {"x_title": "optimiser step (teacher) · boosting round (tree students)"} if TREE else {}
 ss["train-polling"] = polling
 
 
@@ -130,6 +133,9 @@ def live(job_id: str) -> None:
             text = f"{phase}: waiting"
         elif p.state == "done":
             text = f"{phase}: done in {fmt_seconds(p.elapsed_s)}"
+        elif TREE and phase in ("baseline", "kd"):  # a tree phase: one step per boosting round
+            text = (f"{phase}: boosting round {p.step}/{p.total_steps} (early stopping may end it sooner) · "
+                    f"ETA {fmt_seconds(p.eta_s)}" + (" · paused" if snap.paused else ""))
         else:
             text = (f"{phase}: epoch {p.epoch}/{p.epochs} · step {p.step}/{p.total_steps} · "
                     f"ETA {fmt_seconds(p.eta_s)}" + (" · paused" if snap.paused else ""))
@@ -139,12 +145,12 @@ def live(job_id: str) -> None:
         c1, c2 = st.columns([3, 1])
         smoothing = c1.slider("smoothing (EMA)", 0.0, 0.99, 0.6, 0.01, key="train-smoothing")
         log_y = c2.checkbox("log scale", value=False, key="train-logy")
-        fig = loss_terms_figure(snap.steps, smoothing, log_y)
+        fig = loss_terms_figure(snap.steps, smoothing, log_y, **STEP_AXIS)
         # engine timestamps of the latest steps, for benchmarks/ui_latency.py (event → browser latency)
         fig.update_layout(meta={"event_ts": [e["t"] for e in snap.steps[-50:]]})
         st.plotly_chart(fig, key="train-losses")
     if snap.epochs:
-        st.plotly_chart(accuracy_figure(snap.epochs, snap.result), key="train-accuracy")
+        st.plotly_chart(accuracy_figure(snap.epochs, snap.result, **EPOCH_AXIS), key="train-accuracy")
     if snap.steps:
         if uses_adaptive_strategy(snap.steps):
             st.plotly_chart(strategy_figure(snap.steps), key="train-strategy")

@@ -45,6 +45,7 @@ ENTRIES: list[tuple[str, str, list[str], int]] = [
     ("mfeat-crossmodal", "mfeat-crossmodal", [], 5),
     ("classic-kd", "classic-kd", [], 3),
     ("multitask", "multitask", [], 3),
+    ("tree-student", "tree-student", [], 3),
 ]
 
 

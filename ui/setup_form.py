@@ -381,6 +381,12 @@ def model_group(f: Form, role: str, data_mods: list[str], kinds: dict[str, str])
     f.mark(role, *covered)
     if f.lecture:
         return
+    if role == "student":  # neural network or gradient-boosted trees (ui.tree_form)
+        from ui.tree_form import student_kind
+
+        if student_kind(f, kinds, chosen or data_mods):
+            raw_fields(f, role)
+            return
     c1, c2, c3, c4 = st.columns(4)
     m["fusion"] = c1.selectbox("fusion", FUSIONS, index=FUSIONS.index(m["fusion"]), key=f.key(f"{role}.fusion"))
     m["feature_dim"] = int(f.number(c2, "feature dim", f"{role}.feature_dim", int(m["feature_dim"]), 4,

@@ -165,7 +165,7 @@ def export_run(run_dir: Path, out: Path, record: dict | None = None, onnx_dir: P
         ck = run_dir / "checkpoints"
         if ck.is_dir():
             for f in sorted(ck.iterdir()):
-                if f.is_file() and f.suffix in (".safetensors", ".json"):
+                if f.is_file() and f.suffix in (".safetensors", ".json", ".txt"):  # .lgb.txt: tree students
                     zf.write(f, f"checkpoints/{f.name}")
                     names.append(f"checkpoints/{f.name}")
         if onnx_dir is not None:

@@ -16,6 +16,14 @@ def _sweep_args(p):
                         "the table then has one row per grid point with the paired KD gain")
     p.add_argument("--no-cache", action="store_true", help="--vary: retrain every row (default: reuse the "
                    "rows cached under runs/sweeps/ and train only the missing ones)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="--vary: local = this process (shares teacher/baseline between grid points); ray = one "
+                        "Ray task per grid point × seed, on a local Ray instance or --ray-address")
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="--backend ray: an existing cluster, e.g. ray://head:10001 (default: $RAY_ADDRESS, "
+                        "else a local instance for this sweep)")
+    p.add_argument("--ray-cpus", type=float, default=1.0, help="--backend ray: CPUs per task (default 1)")
+    p.add_argument("--ray-gpus", type=float, default=0.0, help="--backend ray: GPUs per task (default 0)")
     p.add_argument("--json", action="store_true")
 
 
@@ -26,14 +34,23 @@ def _sweep(args) -> int:
     spec = spec_from_args(args)
     if args.seeds < 1:
         raise UsageError("--seeds must be ≥ 1")
+    if args.backend == "ray" and not args.vary:
+        raise UsageError("--backend ray: give at least one --vary FIELD=V1,V2,... (a grid to hand out)")
     if args.vary:
         from kdcore.pipeline.grid import parse_vary, run_grid
         from kdcore.store.registry import default_root
 
         try:
             axes = parse_vary(args.vary)
-            grid = run_grid(spec, axes, args.seeds, progress=sys.stderr,
-                            cache_root=None if args.no_cache else default_root())
+            cache_root = None if args.no_cache else default_root()
+            if args.backend == "ray":
+                from kdcore.pipeline.ray_backend import run_grid_ray
+
+                grid = run_grid_ray(spec, axes, args.seeds, progress=sys.stderr, cache_root=cache_root,
+                                    address=args.ray_address, cpus_per_task=args.ray_cpus,
+                                    gpus_per_task=args.ray_gpus, threads=max(1, int(args.ray_cpus)))
+            else:
+                grid = run_grid(spec, axes, args.seeds, progress=sys.stderr, cache_root=cache_root)
         except SpecError as exc:
             raise UsageError(str(exc)) from None
         print(json.dumps(grid.to_dict(), indent=2, default=str) if args.json else grid.table())

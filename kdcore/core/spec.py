@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kdcore.core import catalog as C
+from kdcore.core.tree_spec import StudentMixin, tree_problems
 
 # From the registries (kdcore.models.encoders / fusion), through the generated catalog: no hand-kept lists.
 ENCODER_ARCHS = tuple(C.encoder_archs())
@@ -185,6 +186,11 @@ class ModelSpec(Strict):
         return self.encoders.get(modality, self.encoder)
 
 
+class StudentSpec(ModelSpec, StudentMixin):
+    """The student: a network (the fields above) or, with ``kind: tree``, a LightGBM ensemble
+    (``tree``; kdcore.core.tree_spec)."""
+
+
 class LossTerm(Strict):
     weight: float = Field(1.0, ge=0.0, le=1e6)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -305,7 +311,8 @@ class ExperimentSpec(Strict):
     description: str = ""
     data: DataSpec = Field(default_factory=DataSpec)
     teacher: ModelSpec = Field(default_factory=lambda: ModelSpec(feature_dim=64))
-    student: ModelSpec = Field(default_factory=lambda: ModelSpec(feature_dim=16, encoder=EncoderSpec(width=4, depth=1)))
+    student: StudentSpec = Field(default_factory=lambda: StudentSpec(feature_dim=16,
+                                                                     encoder=EncoderSpec(width=4, depth=1)))
     distill: DistillSpec = Field(default_factory=DistillSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
 
@@ -355,6 +362,9 @@ class ExperimentSpec(Strict):
                 if not member or bad:
                     raise ValueError(f"distill.ensemble.members[{i}]={member}: each member must name ≥ 1 of the "
                                      f"teacher's modalities; allowed: {', '.join(t_mods)}")
+        problem = tree_problems(self)  # student.kind=tree: vector modalities, ce/kd only
+        if problem:
+            raise ValueError(problem)
         return self
 
     def teacher_modalities(self) -> list[str]:

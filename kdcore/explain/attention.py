@@ -57,7 +57,8 @@ def alpha_on_split(model: nn.Module, split: Split, modalities: list[str] | None 
                    present: Tensor | None = None, rows: Tensor | None = None) -> AlphaStats:
     """Evaluate an eval-mode copy of ``model`` on ``split`` (or the given ``rows`` of it)."""
     net = inspect_copy(model)
-    dev = next(net.parameters()).device
+    first = next(iter(net.parameters()), None)  # None: a tree student (no torch parameters, CPU)
+    dev = first.device if first is not None else "cpu"
     mods = list(modalities or net.modalities)
     if rows is not None:
         split = Split(split.data, split.indices[rows])

@@ -485,8 +485,47 @@ def attribute(model: nn.Module, inputs: dict[str, Tensor], method: str = "ig",
     copy_model)`` (see :meth:`AttributionMethod.attribute`). ``params`` is the flat
     :class:`AttributionParams` (each method takes the fields it knows), a mapping or the method's
     own ``Params``."""
+    from kdcore.models.tree import TreeStudent
+
+    if isinstance(model, TreeStudent):  # no gradients for Captum: the trees' own contributions
+        return tree_attribution(model, inputs, target, params)
     cls = get_attribution(method)
     return cls(method_params(cls, params)).attribute(model, inputs, target, modalities, reference, copy_model)
+
+
+TREE_NOTE = ("tree student: LightGBM pred_contrib (TreeSHAP contributions to the class's raw score; Lundberg et al. "
+             "2020), beside the teacher's Captum method on the same features")
+
+
+def tree_attribution(model, inputs: dict[str, Tensor], target: Tensor | None = None, params: Any = None) -> Attribution:
+    """A gradient-boosted-tree student's attribution (:class:`kdcore.models.tree.TreeStudent`): its exact
+    SHAP values for trees, φ_j with Σ_j φ_j + φ_0 = raw score of the target class (TreeSHAP, Lundberg et al.,
+    Nature MI 2020; LightGBM ``pred_contrib``), split into the student's modalities like a Captum map."""
+    import numpy as np
+
+    from kdcore.models.tree import features_of
+
+    mods = [m for m in model.modalities if m in inputs]
+    if not mods:
+        raise AttributionError(f"inputs hold none of the model's modalities ({', '.join(model.modalities)})")
+    x = features_of(inputs, model.modalities, model.widths)
+    logits = torch.from_numpy(model.raw_scores(x)).float()
+    if target is None or getattr(params, "target", "label") == "pred" or (
+            isinstance(params, Mapping) and params.get("target") == "pred"):
+        target = logits.argmax(1)
+    target = target.cpu().long()
+    contrib = model.contributions(x)[np.arange(x.shape[0]), target.numpy(), :-1]  # [B, F], bias dropped
+    maps, col = {}, 0
+    for m in model.modalities:
+        w = model.widths[m]
+        if m in mods:
+            maps[m] = torch.from_numpy(contrib[:, col:col + w].copy()).float().reshape(inputs[m].shape)
+        col += w
+    b = x.shape[0]
+    totals = torch.stack([maps[m].reshape(b, -1).abs().sum(1) for m in mods], dim=1)
+    shares = totals / totals.sum(1, keepdim=True).clamp_min(1e-12)
+    return Attribution("pred_contrib", tuple(mods), {m: "vector" for m in mods}, maps, target, logits, shares,
+                       {}, [TREE_NOTE])
 
 
 def token_scores(attr: Attribution, modality: str, i: int) -> list[tuple[str, float]]:

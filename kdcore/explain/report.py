@@ -64,6 +64,8 @@ def explain_report(run: LoadedRun | str | Path, method: str = "ig", samples: int
             out["notes"].append(f"{phase}: {exc}")
             continue
         attrs[phase] = a
+        if a.method != method:  # a tree student explains itself (pred_contrib), not with the chosen method
+            out["notes"].append(f"{phase}: {a.notes[0] if a.notes else a.method}")
         out["attribution"][phase] = {"shares": a.mean_shares() or None, "modalities": list(a.modalities),
                                      "notes": a.notes}
     if "teacher" in attrs:

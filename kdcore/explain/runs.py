@@ -59,8 +59,9 @@ def checkpoint_key(run_dir: str | Path | None) -> tuple:
     """Names and modification times of a run folder's checkpoints (changes when a phase ends)."""
     if run_dir is None or not (Path(run_dir) / "checkpoints").is_dir():
         return ()
-    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in (Path(run_dir) / "checkpoints").glob("*.safetensors")
-                        if p.stem != "resume"))
+    ck = Path(run_dir) / "checkpoints"
+    files = [*ck.glob("*.safetensors"), *ck.glob("*.lgb.txt")]  # .lgb.txt: tree students
+    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in files if p.stem != "resume"))
 
 
 def load_models(spec: ExperimentSpec, data: TensorData,
@@ -84,6 +85,15 @@ def load_models(spec: ExperimentSpec, data: TensorData,
             continue
         net.eval()
         models[phase] = net
+    if getattr(spec.student, "kind", "neural") == "tree" and ck_dir is not None:  # LightGBM text checkpoints
+        from kdcore.models.tree import TreeCheckpointError, TreeStudent, has_tree_checkpoint
+
+        for phase in ("baseline", "kd"):
+            if has_tree_checkpoint(ck_dir, phase):
+                try:
+                    models[phase] = TreeStudent.load(ck_dir, phase)
+                except TreeCheckpointError as exc:
+                    notes.append(f"{phase}: {exc}")
     return models, notes
 
 

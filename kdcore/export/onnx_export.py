@@ -191,6 +191,14 @@ def select_phases(run_dir: Path, phases: list[str] | tuple[str, ...] | None) -> 
         if p in out:
             continue
         if p not in have:
+            from kdcore.models.tree import has_tree_checkpoint
+
+            if has_tree_checkpoint(Path(run_dir) / "checkpoints", p):  # student.kind=tree (LightGBM)
+                raise OnnxExportError(
+                    f"phase {p!r} of run {Path(run_dir).name} is a gradient-boosted-tree student (LightGBM): ONNX "
+                    f"export of tree students is not supported; its model is checkpoints/{p}.lgb.txt (LightGBM's "
+                    f"text format, loadable with lightgbm.Booster(model_file=...)); export the teacher alone with "
+                    f"--phase teacher")
             raise OnnxExportError(f"unknown phase {p!r} for run {Path(run_dir).name}: it has checkpoints for "
                                   f"{', '.join(have) or 'no phase'}")
         out.append(p)

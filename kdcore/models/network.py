@@ -68,7 +68,8 @@ class MultimodalNet(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    own = getattr(model, "parameter_count", None)  # a non-neural student (kdcore.models.tree) counts its own
+    return int(own()) if callable(own) else sum(p.numel() for p in model.parameters())
 
 
 def build_model(spec: ModelSpec, modalities: list[str], data) -> MultimodalNet:

@@ -214,19 +214,25 @@ class Experiment:
         return self.regime.teacher_labels if self.regime is not None and self.regime.flipped else None
 
     # ---- phases -----------------------------------------------------------------------
-    def run_phase(self, cfg: PhaseConfig) -> PhaseResult:
+    def run_phase(self, cfg: PhaseConfig, train: Callable[[Any, PhaseRun], PhaseResult] | None = None) -> PhaseResult:
         """Train phase ``cfg`` (or take it from a callback's ``load_phase``, as a resume does), then
-        its ``on_phase_end`` metrics, then :class:`PhaseFinished`."""
+        its ``on_phase_end`` metrics, then :class:`PhaseFinished`. ``train(cfg, run)`` replaces the
+        network trainer (a tree student's phases); it leaves its model in ``run.model``."""
         self._phase = cfg.name
         cfg.callbacks = [*cfg.callbacks, *self.callbacks]  # the phase's own first, then the experiment's
         run = PhaseRun(cfg, context=self)
         done = next((r for cb in ordered(cfg.callbacks) if (r := cb.load_phase(run)) is not None), None)
-        res = done or train_phase(cfg, self.data, self.spec.train, self.device, self.emit, self.should_stop, run)
-        self.record(cfg.name, res, cfg.model)
+        if done is not None:
+            res = done
+        elif train is not None:
+            res = train(cfg, run)
+        else:
+            res = train_phase(cfg, self.data, self.spec.train, self.device, self.emit, self.should_stop, run)
+        self.record(cfg.name, res, run.model)
         run.result = res
         extra = {**(res.history[-1]["extra"] if res.history else {}), **self._phase_end(run)}
         self.emit(PhaseFinished(cfg.name, res.best_epoch, res.val_acc, res.test_acc,
-                                count_parameters(cfg.model), res.seconds, extra))
+                                count_parameters(run.model), res.seconds, extra))
         return res
 
     def _teacher(self) -> None:
@@ -291,8 +297,13 @@ class Experiment:
             self.setup()
             from kdcore.core.spec import LossTerm
 
-            self.run_phase(self.student_phase("baseline", {"ce": LossTerm(weight=1.0)}))
-            self.run_phase(self.student_phase("kd", spec.distill.losses))
+            if spec.student.kind == "tree":  # gradient-boosted-tree students (kdcore.pipeline.tree_student)
+                from kdcore.pipeline.tree_student import run_tree_phases
+
+                run_tree_phases(self)
+            else:
+                self.run_phase(self.student_phase("baseline", {"ce": LossTerm(weight=1.0)}))
+                self.run_phase(self.student_phase("kd", spec.distill.losses))
             for extra in spec.distill.extra_phases:
                 self.run_phase(EXTRA_PHASES[extra](self))
             result = self._result(RunStatus.FINISHED)

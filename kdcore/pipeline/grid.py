@@ -129,7 +129,8 @@ class _SharingExperiment(Experiment):
         return super().run_phase(cfg)
 
 
-def _row(res) -> dict[str, Any]:
+def result_row(res) -> dict[str, Any]:
+    """The accuracies (and fidelity numbers) of one finished run, as a grid row stores them."""
     row: dict[str, Any] = {name: r["test_acc"] for name, r in res.phases.items()}
     for name, r in res.phases.items():
         for k in ("agreement", "kl_to_teacher", "ece", "omitted_acc", "omitted_acc_corrected"):
@@ -202,12 +203,25 @@ class GridResult:
         return "\n".join(lines)
 
 
-def _cache_path(base: ExperimentSpec, axes: dict[str, list[Any]], root: Path) -> Path:
+def cache_path(base: ExperimentSpec, axes: dict[str, list[Any]], root: Path) -> Path:
     d = base.to_dict()
     d.pop("name", None)
     d.pop("description", None)
     key = json.dumps({"spec": d, "axes": axes}, sort_keys=True, default=str)
     return root / "sweeps" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def point_key(point: dict[str, Any], seed: int) -> str:
+    """The cache key of one (grid point, seed) row."""
+    return json.dumps({"point": point, "seed": seed}, sort_keys=True, default=str)
+
+
+def save_cache(path: Path, cache: dict[str, Any]) -> None:
+    """Write the sweep cache atomically (temp file + rename), so a stop never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cache, indent=1, default=str), encoding="utf-8")
+    tmp.replace(path)
 
 
 def run_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int, progress: TextIO | None = None,
@@ -226,14 +240,14 @@ def run_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int, progr
     cache: dict[str, Any] = {}
     path = None
     if cache_root is not None:
-        path = _cache_path(base, axes, Path(cache_root))
+        path = cache_path(base, axes, Path(cache_root))
         result.cache_file = str(path)
         if path.is_file():
             cache = json.loads(path.read_text(encoding="utf-8"))
     for seed in range(seeds):
         donors: dict[tuple, Experiment] = {}  # per seed: the first experiment of each group of points
         for point in points:
-            key = json.dumps({"point": point, "seed": seed}, sort_keys=True, default=str)
+            key = point_key(point, seed)
             if key in cache:
                 result.rows.append(cache[key])
                 continue
@@ -255,16 +269,13 @@ def run_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int, progr
                 raise RuntimeError(f"{point} seed {seed}: run {res.status}: {res.message}")
             donors.setdefault(b_key, exp)
             donors.setdefault(t_key, exp)
-            row = {"point": point, "seed": seed, "acc": _row(res),
+            row = {"point": point, "seed": seed, "acc": result_row(res),
                    "shared": sorted(exp.share)}
             result.rows.append(row)
             result.trained += 1
             cache[key] = row
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(cache, indent=1, default=str), encoding="utf-8")
-                tmp.replace(path)
+                save_cache(path, cache)
             if progress is not None:
                 a = row["acc"]
                 progress.write(f"[{base.name}] {point} seed {seed}: baseline {100 * a['baseline']:.1f} "

@@ -73,6 +73,9 @@ def _efficiency_lines(phases: dict) -> list[str]:
                    f"{r['speedup_b64']:5.2f}×")
     out.append("FLOPs per sample (forward, torch.utils.flop_counter); CPU latency = median of repeats; size = "
                "safetensors bytes; compression and speed-up relative to the teacher.")
+    if any("tree_trees" in r for r in rows.values()):  # tree students (kdcore.pipeline.tree_student)
+        out.append("Tree students (LightGBM): MFLOPs = millions of split comparisons per sample, params = leaf "
+                   "values + split thresholds, size = bytes of the LightGBM text model, best ep = best boosting round.")
     return out
 
 

@@ -619,9 +619,9 @@ class SweepJob(Job):
         """Rows of this grid already in run_grid's cache file (it reports only the rows it trains)."""
         import json
 
-        from kdcore.pipeline.grid import _cache_path
+        from kdcore.pipeline.grid import cache_path
 
-        path = _cache_path(self.spec, self.axes, Path(self.cache_root))
+        path = cache_path(self.spec, self.axes, Path(self.cache_root))
         if not path.is_file():
             return []
         try:

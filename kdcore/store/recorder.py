@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from kdcore.models.checkpoints import save_state
+from kdcore.models.tree import TreeStudent, has_tree_checkpoint
 from kdcore.store import resume as resume_store
 from kdcore.store.folder import RunFolderWriter, new_run_dir
 from kdcore.store.registry import set_run_result, track_run
-from kdcore.train.callbacks import Callback
+from kdcore.train.callbacks import Callback, PhaseResult
 
 
 class RunRecorder(Callback):
@@ -63,6 +64,8 @@ class RunRecorder(Callback):
     def load_phase(self, run):
         if self.resumer is None:
             return None
+        if has_tree_checkpoint(self.run_dir / "checkpoints", run.name):  # a finished tree student
+            return self._load_tree(run)
         res = self.resumer.finished(run)
         if res is not None:
             self._loaded.add(run.name)
@@ -75,9 +78,24 @@ class RunRecorder(Callback):
     def on_epoch_end(self, run) -> None:
         resume_store.save_epoch(run, self.run_dir)
 
+    def _load_tree(self, run):
+        model = TreeStudent.load(self.run_dir / "checkpoints", run.name)
+        r = model.info.get("result")
+        if not r:
+            return None
+        run.model = model
+        self._loaded.add(run.name)
+        self.resumer.loaded.append(run.name)
+        return PhaseResult(run.name, r["best_epoch"], r["val_acc"], r["test_acc"], r["seconds"], {}, r["history"])
+
     def on_phase_end(self, run) -> None:
         if run.name in self._loaded:
             self.resumer.restore_rng(run.name)  # the RNG as it was when this phase ended
+        elif isinstance(run.model, TreeStudent) and run.result is not None:  # LightGBM text + JSON, no pickle
+            res = run.result
+            run.model.info["result"] = {"best_epoch": res.best_epoch, "val_acc": res.val_acc,
+                                        "test_acc": res.test_acc, "seconds": res.seconds, "history": res.history}
+            run.model.save(self.run_dir / "checkpoints", run.name)
         elif run.result is not None and run.cfg is not None:
             save_state(run.result.best_state, self.run_dir / "checkpoints" / f"{run.name}.safetensors",
                        resume_store.phase_metadata(run.result))

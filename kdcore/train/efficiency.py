@@ -26,6 +26,7 @@ import statistics
 import time
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
@@ -111,7 +112,11 @@ def efficiency_metrics(exp, phase: str, model: nn.Module) -> dict[str, float]:
     """Per-phase metric (``on_phase_end`` through ``PhaseMetrics``): the efficiency keys for a
     phase's model, relative to the experiment's teacher. Models with the same architecture are
     measured once per experiment (the baseline and KD students share theirs), so their numbers are
-    identical by construction."""
+    identical by construction. A tree student is measured its own way (:func:`tree_efficiency`)."""
+    from kdcore.models.tree import TreeStudent
+
+    if isinstance(model, TreeStudent):
+        return tree_efficiency(exp, phase, model)
     memo: dict = exp.__dict__.setdefault("_efficiency_memo", {})
 
     def measured(net: nn.Module, mods: list[str]) -> dict[str, float]:
@@ -129,4 +134,49 @@ def efficiency_metrics(exp, phase: str, model: nn.Module) -> dict[str, float]:
     ref = mine if is_teacher or teacher is None else measured(teacher, t_mods)
     out = {k: v for k, v in mine.items() if k != "params"}
     out.update(relative(mine, ref))
+    return out
+
+
+# ---- gradient-boosted-tree students (student.kind: tree) ----------------------------------
+def _leaf_depths(tree: dict) -> dict[int, int]:
+    """leaf_index -> depth of a tree from ``Booster.dump_model()``."""
+    out: dict[int, int] = {}
+    stack = [(tree["tree_structure"], 0)]
+    while stack:
+        node, d = stack.pop()
+        if "leaf_index" in node or "split_index" not in node:
+            out[int(node.get("leaf_index", 0))] = d
+        else:
+            stack += [(node["left_child"], d + 1), (node["right_child"], d + 1)]
+    return out
+
+
+def comparisons_per_sample(model: Any, x: np.ndarray) -> float:
+    """Mean number of split comparisons (one float compare each) a sample of ``x`` goes through."""
+    leaves = np.asarray(model.booster.predict(x, pred_leaf=True, num_threads=1)).reshape(x.shape[0], -1)
+    depths = [_leaf_depths(t) for t in model.booster.dump_model()["tree_info"]]
+    total = sum(depths[j][int(leaf)] for row in leaves for j, leaf in enumerate(row))
+    return total / max(1, x.shape[0])
+
+
+def tree_efficiency(exp, phase: str, model: Any) -> dict[str, float]:
+    """The efficiency keys of this module for a tree student (:class:`kdcore.models.tree.TreeStudent`):
+    ``flops`` = split comparisons per sample (a tree does no multiply-adds), CPU latency at batch 1
+    and per sample at batch 64 (median, one thread, the same timer), ``size_bytes`` = bytes of the
+    LightGBM text model, and the ratios to the teacher (``compression`` from the learned-number
+    count, :meth:`TreeStudent.parameter_count`)."""
+    from kdcore.models.tree import features_of
+
+    memo = exp.__dict__.setdefault("_tree_teacher_measure", {})
+    if "t" not in memo:
+        memo["t"] = measure_model(exp.teacher, exp.data, exp.spec.teacher_modalities())
+    mods = list(model.modalities)
+    x1, x64 = _inputs(exp.data, mods, 1), _inputs(exp.data, mods, 64)
+    mine = {"params": float(model.parameter_count()),
+            "flops": comparisons_per_sample(model, features_of(x64, model.modalities, model.widths)),
+            "latency_ms_b1": latency_ms(model, x1, 10), "latency_ms_b64": latency_ms(model, x64, 3) / 64,
+            "size_bytes": float(model.size_bytes())}
+    out = {k: v for k, v in mine.items() if k != "params"}
+    out.update(relative(mine, memo["t"]))
+    out.update({f"tree_{k}": float(v) for k, v in model.tree_stats().items()})
     return out

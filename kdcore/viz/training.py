@@ -88,7 +88,7 @@ def _phase_offsets(steps: Iterable[Mapping[str, Any]]) -> tuple[dict[str, int], 
 
 
 def loss_terms_figure(steps: Sequence[Mapping[str, Any]], smoothing: float = 0.6, log_y: bool = False,
-                      uirevision: str = "losses") -> go.Figure:
+                      uirevision: str = "losses", x_title: str = "optimiser step (phases in order)") -> go.Figure:
     """Every named loss term (and the weighted total) per optimiser step, phases side by side.
 
     Raw values are drawn faint, the EMA-smoothed curve solid (``smoothing`` = 0 shows raw only)."""
@@ -122,7 +122,7 @@ def loss_terms_figure(steps: Sequence[Mapping[str, Any]], smoothing: float = 0.6
                                    hovertemplate=f"{term}<br>phase %{{customdata}}<br>step %{{x}}<br>%{{y:.4g}}"
                                                  "<extra></extra>"))
         shown.add(term)
-    lay = fast.layout("Loss terms per step", "optimiser step (phases in order)", "loss", uirevision,
+    lay = fast.layout("Loss terms per step", x_title, "loss", uirevision,
                       legend_lines=fast.legend_rows(term_names),
                       shapes=[fast.vline(offsets[p], color="#adb5bd", dash="dot", width=1) for p in order],
                       annotations=[{"x": offsets[p], "y": 0.99, "yref": "paper", "text": p, "showarrow": False,
@@ -138,9 +138,10 @@ def loss_terms_figure(steps: Sequence[Mapping[str, Any]], smoothing: float = 0.6
 
 
 def accuracy_figure(epochs: Sequence[Mapping[str, Any]], result: Mapping[str, Any] | None = None,
-                    uirevision: str = "accuracy") -> go.Figure:
+                    uirevision: str = "accuracy", x_title: str = "epoch") -> go.Figure:
     """Validation accuracy per epoch for teacher, baseline student and KD student on one chart
-    (train accuracy dotted); with a ``result``, each phase's final test accuracy as a marker."""
+    (train accuracy dotted); with a ``result``, each phase's final test accuracy as a marker. Tree
+    students report one point per boosting round (``x_title`` then says so)."""
     traces: list[dict[str, Any]] = []
     by_phase: dict[str, list[Mapping[str, Any]]] = {}
     for e in epochs:
@@ -161,7 +162,7 @@ def accuracy_figure(epochs: Sequence[Mapping[str, Any]], result: Mapping[str, An
             traces.append(fast.scatter(x=[x], y=[100 * r["test_acc"]], mode="markers", legendgroup=phase,
                                        marker={"symbol": "star", "size": 14, "color": phase_color(phase, i)},
                                        name=f"{phase} test (best-val epoch)"))
-    lay = fast.layout("Accuracy per epoch", "epoch", "accuracy (%)", uirevision, height=380,
+    lay = fast.layout("Accuracy per epoch", x_title, "accuracy (%)", uirevision, height=380,
                       legend={"orientation": "v", "x": 1.02, "y": 1.0, "yanchor": "top", "xanchor": "left"})
     lay["yaxis"]["rangemode"] = "tozero"
     return fast.figure(traces, lay)
