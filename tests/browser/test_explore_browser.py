@@ -18,8 +18,8 @@ GAIN_JS = chart_js("(() => { const t = el.data[0];"
                    " return {x: t.x ? t.x.length : 0, err: e.length, errs: e}; })()")
 
 
-def explore_url(base: str, **query: str) -> str:
-    return f"{base}/Explore?{urllib.parse.urlencode(query)}"
+def explore_url(server: str, **query: str) -> str:
+    return f"{server}/Explore?{urllib.parse.urlencode(query)}"
 
 
 def test_explore_runs_a_3x3_temperature_sweep_with_error_bars(page: Page, app_server, screenshots):
