@@ -178,6 +178,8 @@ st.plotly_chart(removal_figure(ss["att-removal-result"]["rows"], uirevision=f"at
                 key="att-removal")
 
 knobs = DATASETS[run.spec.data.dataset].noise_knobs()
+for k in getattr(DATASETS[run.spec.data.dataset], "SHAPE_KNOBS", ()):  # they change the input shape / the split
+    knobs.pop(k, None)
 if knobs:
     c1, c2, c3 = st.columns([2, 2, 1])
     knob = c1.selectbox("noise knob", list(knobs), key="att-knob",

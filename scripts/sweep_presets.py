@@ -45,6 +45,8 @@ ENTRIES: list[tuple[str, str, list[str], int]] = [
     ("mfeat-crossmodal", "mfeat-crossmodal", [], 5),
     ("classic-kd", "classic-kd", [], 3),
     ("multitask", "multitask", [], 3),
+    ("video-kd", "video-kd", [], 3),
+    ("video-kd · teacher + speech", "video-kd", ["teacher.modalities=[video, audio]"], 3),
 ]
 
 

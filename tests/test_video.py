@@ -120,12 +120,12 @@ def test_frame_noise_is_independent_per_frame():
     ("data.noise.video_speed=-1", "data.noise.video_speed=-1.0 is outside the allowed range [0.0, 8.0]"),
     ("student.encoders.video.arch=cnn", "student.encoders.video.arch='cnn' does not fit a video modality; "
                                         "allowed: conv3d, cnn_gru, frame_cnn, pooled_cnn"),
-    ("teacher.encoders.audio.arch=conv3d", "teacher.encoders.audio.arch='conv3d' does not fit a spectrogram "
-                                           "modality; allowed:"),
+    ("teacher.modalities=[video, audio];teacher.encoders.audio.arch=conv3d",
+     "teacher.encoders.audio.arch='conv3d' does not fit a spectrogram modality; allowed:"),
 ])
 def test_bad_video_input_is_one_line_naming_the_field(override, message):
     with pytest.raises(SpecError) as exc:
-        load_preset("video-kd").with_overrides([override])
+        load_preset("video-kd").with_overrides(override.split(";"))
     assert message in str(exc.value) and "\n" not in str(exc.value)
 
 
@@ -139,8 +139,9 @@ def test_video_encoder_on_an_image_modality_is_refused():
 def test_fractional_integer_knobs_name_the_field():
     with pytest.raises(ValueError, match=r"data.noise.video_frames=7.5 must be a whole number"):
         load(video_frames=7.5)
-    with pytest.raises(ValueError, match=r"data.noise.clips=205 must be a multiple of 10"):
-        load(clips=205)
+    with pytest.raises(ValueError, match=r"data.noise.clips=250.5 must be a whole number"):
+        load(clips=250.5)
+    assert len(load(clips=209).labels) == 200  # the same count per digit: rounded down to a multiple of 10
 
 
 # ---- encoders ------------------------------------------------------------------------------------
@@ -250,7 +251,9 @@ def test_video_figures():
 def test_preset_is_video_teacher_to_single_frame_student():
     spec = load_preset("video-kd")
     assert spec.data.dataset == "moving-digits"
-    assert spec.teacher_modalities() == ["video", "audio"] and spec.student_modalities() == ["video"]
+    assert spec.data.all_modalities() == ["video", "audio"]  # speech loaded for the "+ speech" variant
+    assert spec.teacher_modalities() == ["video"] and spec.student_modalities() == ["video"]
+    assert spec.with_overrides(["teacher.modalities=[video, audio]"]).teacher_modalities() == ["video", "audio"]
     assert spec.teacher.encoder_for("video").arch in ("conv3d", "cnn_gru")
     assert spec.student.encoder_for("video").arch == "frame_cnn"
 
