@@ -15,6 +15,7 @@ from kdcore.viz.attention import (alpha_epochs_figure, alpha_heatmaps, alpha_mea
                                   robustness_figure, sample_alpha_bars)
 from ui import state
 from ui.inspect import cached_run, pick_run, run_events
+from kdcore.viz.video import clip_strip_figure
 from ui.preview import input_figure
 
 st.set_page_config(page_title="KD Lab · Attention", page_icon="🧪", layout="wide")
@@ -151,6 +152,9 @@ for m, kind in kinds.items():
             if "audio_waves" in meta:
                 wave = meta["audio_waves"][int(meta["audio_clip"][idx])].astype(np.float32) / 32767.0
                 st.audio(wave, sample_rate=int(meta["audio_sample_rate"]))
+        elif kind == "video":
+            st.plotly_chart(clip_strip_figure(x.numpy(), f"{m}: {x.shape[1]} frames", uirevision="att-input"),
+                            key=f"att-in-{m}", config={"displayModeBar": False})
         elif kind == "tokens":
             text = meta.get("texts", [None] * (idx + 1))[idx]
             st.markdown(f"**{m}**")
@@ -174,6 +178,8 @@ st.plotly_chart(removal_figure(ss["att-removal-result"]["rows"], uirevision=f"at
                 key="att-removal")
 
 knobs = DATASETS[run.spec.data.dataset].noise_knobs()
+for k in getattr(DATASETS[run.spec.data.dataset], "SHAPE_KNOBS", ()):  # they change the input shape / the split
+    knobs.pop(k, None)
 if knobs:
     c1, c2, c3 = st.columns([2, 2, 1])
     knob = c1.selectbox("noise knob", list(knobs), key="att-knob",

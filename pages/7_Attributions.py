@@ -16,6 +16,7 @@ from kdcore.explain.probe import probe_rows
 from kdcore.explain.runs import RunError, checkpoint_key, from_job
 from kdcore.viz.attributions import (agreement_epochs_figure, agreement_samples_figure, feature_bars_figure,
                                      image_maps_figure, shares_figure, token_figure)
+from kdcore.viz.video import frame_shares_figure, video_maps_figure
 from ui import state
 from ui.inspect import cached_run, pick_run, run_events
 
@@ -194,6 +195,12 @@ for m, info in run.data.modalities.items():
         if info.kind == "spectrogram" and "audio_waves" in meta:
             wave = meta["audio_waves"][int(meta["audio_clip"][idx])].astype(np.float32) / 32767.0
             st.audio(wave, sample_rate=int(meta["audio_sample_rate"]))
+    elif info.kind == "video":  # one row of per-frame maps per model, then where in time each one looks
+        vmaps = {p: a.maps[m][pick].numpy() for p, a in having.items()}
+        st.plotly_chart(video_maps_figure(x.numpy(), vmaps, method, m, uirevision=f"attr-{m}-{choice}"),
+                        key=f"attr-map-{m}")
+        st.plotly_chart(frame_shares_figure(vmaps, method, m, uirevision=f"attr-t-{m}-{choice}"),
+                        key=f"attr-frames-{m}")
     elif info.kind == "tokens":
         st.plotly_chart(token_figure({p: token_scores(a, m, pick) for p, a in having.items()}, method, m,
                                      uirevision=f"attr-{m}-{choice}"), key=f"attr-map-{m}")

@@ -46,6 +46,8 @@ ENTRIES: list[tuple[str, str, list[str], int]] = [
     ("classic-kd", "classic-kd", [], 3),
     ("multitask", "multitask", [], 3),
     ("tree-student", "tree-student", [], 3),
+    ("video-kd", "video-kd", [], 3),
+    ("video-kd · teacher + speech", "video-kd", ["teacher.modalities=[video, audio]"], 3),
 ]
 
 

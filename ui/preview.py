@@ -1,4 +1,5 @@
-"""Show one sample in each of its modalities: image, spectrogram (+ audio playback), text, vectors."""
+"""Show one sample in each of its modalities: image, spectrogram (+ audio playback), video (a strip of
+frames), text, vectors."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import streamlit as st
 
 from kdcore.data import TensorData
 from kdcore.viz.fast import IMAGE_SCALE, SPECTROGRAM_SCALE
+from kdcore.viz.video import clip_strip_figure
 
 
 def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
@@ -57,6 +59,11 @@ def show_sample(data: TensorData, index: int, modalities: list[str] | None = Non
                 if waves is not None and clip is not None:
                     st.audio(wav_bytes(waves[int(clip[index])], data.meta["audio_sample_rate"]), format="audio/wav")
                     st.caption("Playback is the clean clip; the spectrogram includes the noise knob.")
+            elif info.kind == "video":
+                st.plotly_chart(clip_strip_figure(x.numpy(), f"{m}: {x.shape[1]} frames (as the model sees them)",
+                                                  uirevision=f"{key}-{m}"), key=f"{key}-{m}",
+                                config={"displayModeBar": False})
+                st.caption(info.description)
             elif info.kind == "tokens":
                 texts = data.meta.get("texts")
                 st.markdown(f"**{m}**")

@@ -13,9 +13,11 @@ from kdcore.data.digits_av import DigitsAV
 from kdcore.data.mfeat import MFeat
 from kdcore.data.mfh_gauss import MFHGauss
 from kdcore.data.mnist import MNIST5k
+from kdcore.data.moving_digits import MovingDigits
 
 DATASETS: dict[str, type[MultimodalDataset]] = {d.name: d for d in (DigitsAV, MFeat, MNIST5k, CustomDataset)}
 DATASETS[MFHGauss.name] = MFHGauss  # synthetic MFH Gaussian task (kdcore.data.mfh_gauss)
+DATASETS[MovingDigits.name] = MovingDigits  # video: moving MNIST digits + speech (kdcore.data.moving_digits)
 
 
 def dataset_class(name: str, path: str | None = None) -> type[MultimodalDataset]:

@@ -23,7 +23,7 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 @dataclass
 class ModalityInfo:
     name: str
-    kind: str  # image | spectrogram | tokens | vector
+    kind: str  # image | spectrogram | video | tokens | vector
     shape: tuple[int, ...]  # per-sample tensor shape
     description: str = ""
     vocab_size: int = 0  # for tokens

@@ -14,6 +14,7 @@ trained: hooks and train/eval toggles must not race a training thread) and retur
 :class:`Attribution` whose per-modality maps have the shape of that modality's input:
 
 * image / spectrogram ``[B, C, H, W]``  — pixel / time-frequency maps;
+* video ``[B, C, T, H, W]``              — one pixel map per frame;
 * tokens ``[B, L]``                      — one score per character token (pads are 0);
 * vector ``[B, F]``                      — one score per feature.
 
@@ -306,7 +307,7 @@ class AttributionMethod:
         mods = [m for m in (modalities or net.modalities) if m in net.modalities and m in inputs]
         if not mods:
             raise AttributionError(f"inputs hold none of the model's modalities ({', '.join(net.modalities)})")
-        kinds = {m: k if k == "tokens" else ("image" if inputs[m].dim() == 4 else "vector")
+        kinds = {m: k if k == "tokens" else {4: "image", 5: "video"}.get(inputs[m].dim(), "vector")
                  for m, k in model_kinds(net).items() if m in mods}
         token_mods = [m for m in mods if kinds[m] == "tokens"]
         raw = {m: inputs[m].to(dev) for m in mods}

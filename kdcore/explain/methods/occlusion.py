@@ -1,9 +1,10 @@
 """Occlusion — Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014
 (arXiv:1311.2901).
 
-The drop of the target logit when a ``window`` (pixels / time-frequency bins over all channels, or
-features) is replaced by the baseline, slid with ``stride`` (Captum ``Occlusion``); text is occluded
-one whole token at a time, so a token's score is the mean over its embedding dimensions.
+The drop of the target logit when a ``window`` (pixels / time-frequency bins over all channels, pixels
+of one video frame, or features) is replaced by the baseline, slid with ``stride`` (Captum
+``Occlusion``); text is occluded one whole token at a time, so a token's score is the mean over its
+embedding dimensions.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class Occlusion(AttributionMethod):
             if m in ctx.token_mods:
                 windows.append((1, x.shape[2]))
                 strides.append((1, x.shape[2]))
+            elif x.dim() == 5:  # video: a window of pixels in one frame at a time (per-frame maps)
+                windows.append((x.shape[1], 1, min(w, x.shape[3]), min(w, x.shape[4])))
+                strides.append((x.shape[1], 1, min(s, x.shape[3]), min(s, x.shape[4])))
             elif x.dim() == 4:
                 windows.append((x.shape[1], min(w, x.shape[2]), min(w, x.shape[3])))
                 strides.append((x.shape[1], min(s, x.shape[2]), min(s, x.shape[3])))
