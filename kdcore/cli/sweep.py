@@ -16,6 +16,8 @@ def _sweep_args(p):
                         "the table then has one row per grid point with the paired KD gain")
     p.add_argument("--no-cache", action="store_true", help="--vary: retrain every row (default: reuse the "
                    "rows cached under runs/sweeps/ and train only the missing ones)")
+    p.add_argument("--no-stack", action="store_true", help="--vary: train every student on its own (default: the "
+                   "baseline and KD students of points that differ only in distill.* train as one stacked model)")
     p.add_argument("--json", action="store_true")
 
 
@@ -33,7 +35,8 @@ def _sweep(args) -> int:
         try:
             axes = parse_vary(args.vary)
             grid = run_grid(spec, axes, args.seeds, progress=sys.stderr,
-                            cache_root=None if args.no_cache else default_root())
+                            cache_root=None if args.no_cache else default_root(),
+                            stack=not args.no_stack)
         except SpecError as exc:
             raise UsageError(str(exc)) from None
         print(json.dumps(grid.to_dict(), indent=2, default=str) if args.json else grid.table())
