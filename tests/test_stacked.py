@@ -4,6 +4,8 @@ gives every student the numbers it gets alone, and what cannot be stacked falls 
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -164,3 +166,20 @@ def test_grid_stacks_the_students_of_a_seed_and_matches_one_at_a_time():
         assert a["point"] == b["point"]
         for phase in ("teacher", "baseline", "kd"):
             assert a["acc"][phase] == pytest.approx(b["acc"][phase], abs=1e-9), phase
+
+
+def test_sweep_bench_tiny(tmp_path, capsys):
+    """The benchmark's shape on a tiny case (its numbers are measured by ``bench --sweep``)."""
+    from kdcore.cli.main import main
+    from kdcore.pipeline.bench_sweep import main_sweep_bench
+
+    spec = load_preset("digits-av").with_overrides(["train.teacher_epochs=0", "train.student_epochs=1",
+                                                    "data.train_limit=128"])
+    rep = main_sweep_bench(spec, repeats=1, threads=1, as_json=False, counts=(2,), out_dir=tmp_path)
+    assert set(rep["per_student"]) == {"2"} and rep["per_student"]["2"]["ratio"] > 0
+    assert rep["sequential_s_per_student"] > 0 and len(rep["sequential_repeats_s"]) == 2
+    assert "stacked / one at a time" in capsys.readouterr().out
+    assert json.loads(Path(rep["file"]).read_text())["per_student"]["2"] == rep["per_student"]["2"]
+    assert main(["bench", "--sweep", "--counts", "2,x"]) == 2
+    assert "--counts" in capsys.readouterr().err
+    assert main(["bench", "--sweep", "--counts", "1"]) == 2
