@@ -14,8 +14,9 @@ speech + text, GRU text encoder):
    against one ``Experiment(spec).run()``, both in this process, at the spec's own epochs (not
    ``--epochs``, which sizes part 1 only).
 
-Wall clock (``perf_counter``) with ``threads`` torch threads; the machine's load average is
-recorded at the start and the end, since other processes share the cores.
+Wall clock (``perf_counter``) and process CPU time (``process_time``, less sensitive to other
+processes on a shared machine) with ``threads`` torch threads; the machine's load average is
+recorded at the start and the end.
 """
 
 from __future__ import annotations
@@ -77,27 +78,34 @@ def run_sweep_bench(spec: ExperimentSpec, counts: tuple[int, ...] = (2, 4, 8, 16
     if why:
         raise ValueError(f"--sweep: the students of {spec.name} cannot be stacked: {why}")
     seq: list[float] = []
+    seq_cpu: list[float] = []
     stacked: dict[int, list[float]] = {n: [] for n in counts}
+    stacked_cpu: dict[int, list[float]] = {n: [] for n in counts}
     for r in range(repeats):
         order = ["seq", *counts] if r % 2 == 0 else [*counts, "seq"]
         for variant in order:
             if variant == "seq":
                 for cfg in _kd_cfgs(lead, 2):
-                    t = time.perf_counter()
+                    t, c = time.perf_counter(), time.process_time()
                     train_phase(cfg, lead.data, spec.train, lead.device, nothing, never)
                     seq.append(time.perf_counter() - t)
+                    seq_cpu.append(time.process_time() - c)
                 say(f"repeat {r + 1}: one at a time {seq[-1]:.2f} s per student (load {_load()})")
             else:
                 cfgs = _kd_cfgs(lead, variant)
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 train_stacked(cfgs, lead.data, spec.train, lead.device, [nothing] * variant, never)
                 dt = (time.perf_counter() - t) / variant
                 stacked[variant].append(dt)
+                stacked_cpu[variant].append((time.process_time() - c) / variant)
                 say(f"repeat {r + 1}: {variant} stacked {dt:.2f} s per student (load {_load()})")
-    seq_s = statistics.median(seq)
+    seq_s, seq_c = statistics.median(seq), statistics.median(seq_cpu)
     report["sequential_s_per_student"] = round(seq_s, 3)
+    report["sequential_cpu_s_per_student"] = round(seq_c, 3)
     report["per_student"] = {str(n): {"stacked_s_per_student": round(statistics.median(v), 3),
                                       "ratio": round(statistics.median(v) / seq_s, 3),
+                                      "cpu_s_per_student": round(statistics.median(stacked_cpu[n]), 3),
+                                      "cpu_ratio": round(statistics.median(stacked_cpu[n]) / seq_c, 3),
                                       "repeats_s": [round(x, 3) for x in v]} for n, v in stacked.items()}
     report["sequential_repeats_s"] = [round(x, 3) for x in seq]
     if grid_spec is not None:
@@ -121,10 +129,11 @@ def run_sweep_bench(spec: ExperimentSpec, counts: tuple[int, ...] = (2, 4, 8, 16
 def sweep_bench_table(rep: dict[str, Any]) -> str:
     lines = [f"Students trained together — {rep['spec']}, {rep['student_epochs']} student epochs, "
              f"{rep['threads']} thread(s), {rep['repeats']} repeat(s), load {rep['load_start']} → {rep['load_end']}",
-             f"one at a time: {rep['sequential_s_per_student']:.2f} s per student",
-             "| students | stacked s / student | stacked / one at a time |", "|---|---|---|"]
+             f"one at a time: {rep['sequential_s_per_student']:.2f} s per student "
+             f"(CPU {rep['sequential_cpu_s_per_student']:.2f} s)",
+             "| students | stacked s / student | stacked / one at a time (wall) | (process CPU) |", "|---|---|---|---|"]
     for n, v in rep["per_student"].items():
-        lines.append(f"| {n} | {v['stacked_s_per_student']:.2f} | {v['ratio']:.2f}× |")
+        lines.append(f"| {n} | {v['stacked_s_per_student']:.2f} | {v['ratio']:.2f}× | {v['cpu_ratio']:.2f}× |")
     g = rep.get("grid")
     if g:
         key = next(k for k in g if k.startswith("sweep_"))
