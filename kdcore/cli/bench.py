@@ -57,7 +57,7 @@ def _sweep_bench(args, overrides: list[str]) -> int:
         raise UsageError("--counts: every number of stacked students must be between 2 and 64")
     user = list(args.set or [])
     grid_spec = None if args.no_grid else spec_from_args(args)
-    args.set = [*overrides, f"train.student_epochs={args.epochs}", *user]
+    args.set = [*overrides, *user, f"train.student_epochs={args.epochs}"]  # part 1: --epochs student epochs
     spec = spec_from_args(args)
     try:
         main_sweep_bench(spec, args.repeats, args.threads, args.json, grid_spec=grid_spec, counts=counts,

@@ -128,9 +128,9 @@ def stack_reason(cfgs: list[PhaseConfig], train: TrainSpec, device: torch.device
     return ""
 
 
-def _to_tree(out: ModelOutput) -> dict:
+def _to_tree(out: ModelOutput, maps: bool) -> dict:
     tree = {"logits": out.logits, "features": out.features, "fused": out.fused,
-            "feature_maps": out.feature_maps, "aux_logits": out.aux_logits}
+            "feature_maps": out.feature_maps if maps else {}, "aux_logits": out.aux_logits}
     if out.attention is not None:
         tree["attention"] = out.attention
     return tree
@@ -147,26 +147,26 @@ def _from_tree(tree: dict, modalities: tuple[str, ...], pick: Callable[[Tensor],
 class StackedStudents:
     """N copies of one architecture as stacked tensors: ``forward(inputs) -> N ModelOutputs``."""
 
-    def __init__(self, models: list[nn.Module], device: torch.device):
+    def __init__(self, models: list[nn.Module], device: torch.device, maps: bool = True):
         twins = [stackable_copy(m).to(device) for m in models]
         self.params, self.buffers = stack_module_state(twins)
         self.base = copy.deepcopy(twins[0]).to("meta")
         self.n = len(models)
         self.modalities = tuple(getattr(models[0], "modalities", ()))
 
-        def call(p, b, inputs):
-            return _to_tree(functional_call(self.base, (p, b), (inputs,)))
+        def call(p, b, inputs, with_maps):
+            return _to_tree(functional_call(self.base, (p, b), (inputs,)), with_maps)
 
-        self._call = vmap(call, in_dims=(0, 0, None), randomness="same")
+        # the intermediate feature maps leave the vmap only when a loss may read them: moving the
+        # stacked dimension of every map to the front costs a copy (and its backward) per map
+        self._call = vmap(lambda p, b, x: call(p, b, x, maps), in_dims=(0, 0, None), randomness="same")
+        self._call_nomaps = vmap(lambda p, b, x: call(p, b, x, False), in_dims=(0, 0, None), randomness="same")
 
     def train(self, mode: bool = True) -> None:
         self.base.train(mode)
 
-    def tree(self, inputs: dict[str, Tensor]) -> dict:
-        return self._call(self.params, self.buffers, inputs)
-
-    def outputs(self, inputs: dict[str, Tensor]) -> list[ModelOutput]:
-        tree = self.tree(inputs)
+    def outputs(self, inputs: dict[str, Tensor], maps: bool = True) -> list[ModelOutput]:
+        tree = (self._call if maps else self._call_nomaps)(self.params, self.buffers, inputs)
         return [_from_tree(tree, self.modalities, lambda t, i=i: t[i]) for i in range(self.n)]
 
     def state_dict(self, i: int) -> dict[str, Tensor]:
@@ -184,7 +184,7 @@ def _evaluate_stacked(stack: StackedStudents, split: Split, modalities: list[str
     for start in range(0, n, batch_size):
         rows = torch.arange(start, min(n, start + batch_size))
         b = split.batch(rows, modalities).to(device)
-        for i, out in enumerate(stack.outputs(b.inputs)):
+        for i, out in enumerate(stack.outputs(b.inputs, maps=False)):
             chunks[i].append(out.map(lambda t: t.detach().float().cpu()))
     stack.train(True)
     labels = split.labels
@@ -196,6 +196,18 @@ def _evaluate_stacked(stack: StackedStudents, split: Split, modalities: list[str
     return evals
 
 
+def _reads_feature_maps(cfg: PhaseConfig) -> bool:
+    """Whether a loss or the weighting of ``cfg`` may read the student's intermediate feature maps:
+    label and logit losses (CE, KD, DKD, logit MSE) do not; a weighting that overrides how the
+    outputs are seen (sample weights, distilled outputs) might."""
+    from kdcore.methods.strategies.base import Weighting
+
+    w = type(cfg.weighting)
+    if w.sample_weights is not Weighting.sample_weights or w.distill_outputs is not Weighting.distill_outputs:
+        return True
+    return any(getattr(type(loss), "family", "") not in ("label", "logit") for loss in cfg.losses.values())
+
+
 def train_stacked(cfgs: list[PhaseConfig], data: TensorData, train: TrainSpec, device: torch.device,
                   emits: list[Emit], should_stop: Callable[[], bool], note: str = "") -> list[PhaseResult]:
     """Train ``cfgs`` (which :func:`stack_reason` accepted) together; one result per phase, each
@@ -204,7 +216,7 @@ def train_stacked(cfgs: list[PhaseConfig], data: TensorData, train: TrainSpec, d
     tr, va = data.split("train"), data.split("val")
     for cfg in cfgs:
         cfg.model.to(device)
-    stack = StackedStudents([c.model for c in cfgs], device)
+    stack = StackedStudents([c.model for c in cfgs], device, maps=any(_reads_feature_maps(c) for c in cfgs))
     opt = make_optimizer(list(stack.params.values()), train, first.lr)
     phase_rows = first.train_rows
     n = len(tr) if phase_rows is None else int(phase_rows.numel())
