@@ -30,7 +30,7 @@ def test_shared_phases_by_field():
 
 def test_shared_rows_equal_full_runs_and_cache_resumes(tmp_path):
     axes = {"distill.temperature": [2.0, 8.0]}
-    grid = run_grid(base(), axes, seeds=2, cache_root=tmp_path)
+    grid = run_grid(base(), axes, seeds=2, cache_root=tmp_path, stack=False)
     assert grid.trained == 4 and grid.shared == ("teacher", "baseline")
     shared_rows = [r for r in grid.rows if r["shared"]]
     assert len(shared_rows) == 2 and all(r["point"]["distill.temperature"] == 8.0 for r in shared_rows)

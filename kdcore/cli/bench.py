@@ -11,12 +11,21 @@ from kdcore.cli.common import UsageError, add_spec_args, spec_from_args
 def bench_args(p) -> None:
     add_spec_args(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved timed repeats per variant (default 5)")
-    p.add_argument("--epochs", type=int, default=5, help="student epochs per timed run (default 5)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="interleaved timed repeats per variant (default 5; --sweep: 1)")
+    p.add_argument("--epochs", type=int, default=None, help="student epochs per timed run (default 5; --sweep: 2)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1; --sweep: 2)")
+    p.add_argument("--sweep", action="store_true", help="students trained together vs one at a time (2, 4, 8, 16 "
+                   "students), and a 4-value x 3-seed temperature sweep vs one run; JSON under benchmarks/results/")
+    p.add_argument("--counts", default="2,4,8,16", help="--sweep: numbers of stacked students (default 2,4,8,16)")
+    p.add_argument("--no-grid", action="store_true", help="--sweep: skip the temperature sweep vs one run")
 
 
 def bench_run(args) -> int:
+    sweep = args.sweep
+    args.repeats = args.repeats if args.repeats is not None else (1 if sweep else 5)
+    args.epochs = args.epochs if args.epochs is not None else (2 if sweep else 5)
+    args.threads = args.threads if args.threads is not None else (2 if sweep else 1)
     if not 1 <= args.repeats <= 100:
         raise UsageError("--repeats must be between 1 and 100")
     if not 1 <= args.epochs <= 1000:
@@ -25,6 +34,8 @@ def bench_run(args) -> int:
         raise UsageError("--threads must be between 1 and 256")
     from kdcore.bench import BENCH_OVERRIDES, main_bench
 
+    if sweep:
+        return _sweep_bench(args, BENCH_OVERRIDES)
     args.set = [*BENCH_OVERRIDES, f"train.student_epochs={args.epochs}", *(args.set or [])]
     spec = spec_from_args(args)
     try:
@@ -35,5 +46,27 @@ def bench_run(args) -> int:
     return 0
 
 
-COMMANDS = [("bench", "engine vs a hand-written PyTorch loop, cached KD vs student-only (samples/s)",
+def _sweep_bench(args, overrides: list[str]) -> int:
+    from kdcore.pipeline.bench_sweep import main_sweep_bench
+
+    try:
+        counts = tuple(int(c) for c in args.counts.split(","))
+    except ValueError:
+        raise UsageError(f"--counts expects numbers like 2,4,8,16, got {args.counts!r}") from None
+    if not counts or not all(2 <= c <= 64 for c in counts):
+        raise UsageError("--counts: every number of stacked students must be between 2 and 64")
+    user = list(args.set or [])
+    grid_spec = None if args.no_grid else spec_from_args(args)
+    args.set = [*overrides, *user, f"train.student_epochs={args.epochs}"]  # part 1: --epochs student epochs
+    spec = spec_from_args(args)
+    try:
+        main_sweep_bench(spec, args.repeats, args.threads, args.json, grid_spec=grid_spec, counts=counts,
+                         progress=lambda s: print(s, file=sys.stderr, flush=True))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+COMMANDS = [("bench", "engine vs a hand-written PyTorch loop, cached KD vs student-only (samples/s); --sweep: "
+             "students trained together vs one at a time",
              (bench_args, bench_run))]

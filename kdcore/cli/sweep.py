@@ -24,6 +24,8 @@ def _sweep_args(p):
                         "else a local instance for this sweep)")
     p.add_argument("--ray-cpus", type=float, default=1.0, help="--backend ray: CPUs per task (default 1)")
     p.add_argument("--ray-gpus", type=float, default=0.0, help="--backend ray: GPUs per task (default 0)")
+    p.add_argument("--no-stack", action="store_true", help="--vary: train every student on its own (default: the "
+                   "baseline and KD students of points that differ only in distill.* train as one stacked model)")
     p.add_argument("--json", action="store_true")
 
 
@@ -50,7 +52,8 @@ def _sweep(args) -> int:
                                     address=args.ray_address, cpus_per_task=args.ray_cpus,
                                     gpus_per_task=args.ray_gpus, threads=max(1, int(args.ray_cpus)))
             else:
-                grid = run_grid(spec, axes, args.seeds, progress=sys.stderr, cache_root=cache_root)
+                grid = run_grid(spec, axes, args.seeds, progress=sys.stderr, cache_root=cache_root,
+                                stack=not args.no_stack)
         except SpecError as exc:
             raise UsageError(str(exc)) from None
         print(json.dumps(grid.to_dict(), indent=2, default=str) if args.json else grid.table())

@@ -35,6 +35,7 @@ class PhaseStarted(Event):
     steps_per_epoch: int
     params: int  # parameters of the model trained in this phase
     teacher_cache: str = ""  # "on", "off: reason" (KD phases)
+    stacked: str = ""  # trained together with other students (kdcore.train.stacked): how, or why not
 
 
 @dataclass

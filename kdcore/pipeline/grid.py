@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from kdcore.pipeline.experiment import Experiment
+from kdcore.train.trainer import StopRequested
 from kdcore.core.verdict import seed_verdict
 from kdcore.core.spec import ExperimentSpec, SpecError, apply_assignment, validate_spec
 
@@ -148,6 +149,7 @@ class GridResult:
     rows: list[dict[str, Any]] = field(default_factory=list)  # one per (point, seed)
     trained: int = 0  # rows trained now (the rest came from the cache)
     cache_file: str | None = None
+    stacked: list[str] = field(default_factory=list)  # per group of points: what trained stacked, or why not
 
     def points(self) -> list[dict[str, Any]]:
         keys = list(self.axes)
@@ -178,7 +180,8 @@ class GridResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"base": self.base, "axes": self.axes, "seeds": self.seeds, "shared": list(self.shared),
-                "trained": self.trained, "cache_file": self.cache_file, "points": self.summary(), "rows": self.rows}
+                "trained": self.trained, "cache_file": self.cache_file,
+                "stacked": self.stacked, "points": self.summary(), "rows": self.rows}
 
     def table(self) -> str:
         keys = list(self.axes)
@@ -200,6 +203,7 @@ class GridResult:
             shared = "nothing (every varied field affects the teacher)"
         lines.append(f"Test accuracy %, mean ± std over {self.seeds} seeds; gain paired per seed. Shared: {shared}. "
                      f"Rows trained now: {self.trained} of {len(self.rows)} (the rest from {self.cache_file or 'no cache'}).")
+        lines += [f"Students trained together: {note}" for note in self.stacked]
         return "\n".join(lines)
 
 
@@ -225,11 +229,12 @@ def save_cache(path: Path, cache: dict[str, Any]) -> None:
 
 
 def run_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int, progress: TextIO | None = None,
-             cache_root: str | Path | None = None, on_row=None, should_stop=None) -> GridResult:
+             cache_root: str | Path | None = None, on_row=None, should_stop=None, stack: bool = True) -> GridResult:
     """Train the grid (``axes`` × seeds 0..seeds−1), reusing shared phases and cached rows.
 
     ``on_row(row)`` is called after every finished row (the app's live chart); ``should_stop()``
-    is checked between rows."""
+    is checked between rows. ``stack``: train the students of every group of points that differ only
+    in ``distill.*`` together (:mod:`kdcore.pipeline.stacked_grid`; ``result.stacked`` says how)."""
     if seeds < 1:
         raise SpecError("--seeds must be ≥ 1")
     fields = list(axes)
@@ -245,43 +250,72 @@ def run_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int, progr
         if path.is_file():
             cache = json.loads(path.read_text(encoding="utf-8"))
     for seed in range(seeds):
-        donors: dict[tuple, Experiment] = {}  # per seed: the first experiment of each group of points
+        todo = []
         for point in points:
             key = point_key(point, seed)
             if key in cache:
                 result.rows.append(cache[key])
-                continue
-            if should_stop is not None and should_stop():
-                return result
-            spec = point_spec(base, point, seed)
-            b_key, t_key = ("b", _affecting(point, KD_ONLY)), ("t", _affecting(point, TEACHER_FREE))
-            # should_stop: a stop ends the row in training, not only between rows
-            if b_key in donors:
-                exp = _SharingExperiment(spec, donors[b_key], ("teacher", "baseline"), should_stop)
-            elif t_key in donors:
-                exp = _SharingExperiment(spec, donors[t_key], ("teacher",), should_stop)
             else:
-                exp = _SharingExperiment(spec, None, (), should_stop)
-            res = exp.run()
-            if res.status == "stopped":
-                return result
-            if res.status != "finished":
-                raise RuntimeError(f"{point} seed {seed}: run {res.status}: {res.message}")
-            donors.setdefault(b_key, exp)
-            donors.setdefault(t_key, exp)
-            row = {"point": point, "seed": seed, "acc": result_row(res),
-                   "shared": sorted(exp.share)}
-            result.rows.append(row)
-            result.trained += 1
-            cache[key] = row
-            if path is not None:
-                save_cache(path, cache)
-            if progress is not None:
-                a = row["acc"]
-                progress.write(f"[{base.name}] {point} seed {seed}: baseline {100 * a['baseline']:.1f} "
-                               f"kd {100 * a['kd']:.1f}" + (f" (shared: {', '.join(row['shared'])})"
-                                                           if row["shared"] else "") + "\n")
-                progress.flush()
-            if on_row is not None:
-                on_row(row)
+                todo.append(point)
+        runs = (_stacked_runs(base, todo, seed, should_stop, result.stacked) if stack
+                else _sequential_runs(base, todo, seed, should_stop))
+        try:
+            for point, exp, res in runs:
+                if res.status == "stopped":
+                    return result
+                if res.status != "finished":
+                    raise RuntimeError(f"{point} seed {seed}: run {res.status}: {res.message}")
+                key = point_key(point, seed)
+                row = {"point": point, "seed": seed, "acc": result_row(res),
+                       "shared": sorted(exp.share)}
+                result.rows.append(row)
+                result.trained += 1
+                cache[key] = row
+                if path is not None:
+                    save_cache(path, cache)
+                if progress is not None:
+                    a = row["acc"]
+                    progress.write(f"[{base.name}] {point} seed {seed}: baseline {100 * a['baseline']:.1f} "
+                                   f"kd {100 * a['kd']:.1f}" + (f" (shared: {', '.join(row['shared'])})"
+                                                               if row["shared"] else "") + "\n")
+                    progress.flush()
+                if on_row is not None:
+                    on_row(row)
+        except StopRequested:
+            return result
+        if should_stop is not None and should_stop():
+            return result
     return result
+
+
+def _sequential_runs(base: ExperimentSpec, todo: list[dict[str, Any]], seed: int, should_stop=None):
+    """One run per grid point of ``seed``, sharing the phases a varied field cannot affect."""
+    donors: dict[tuple, Experiment] = {}  # per seed: the first experiment of each group of points
+    for point in todo:
+        if should_stop is not None and should_stop():
+            return
+        spec = point_spec(base, point, seed)
+        b_key, t_key = ("b", _affecting(point, KD_ONLY)), ("t", _affecting(point, TEACHER_FREE))
+        # should_stop: a stop ends the row in training, not only between rows
+        if b_key in donors:
+            exp = _SharingExperiment(spec, donors[b_key], ("teacher", "baseline"), should_stop)
+        elif t_key in donors:
+            exp = _SharingExperiment(spec, donors[t_key], ("teacher",), should_stop)
+        else:
+            exp = _SharingExperiment(spec, None, (), should_stop)
+        res = exp.run()
+        yield point, exp, res
+        donors.setdefault(b_key, exp)
+        donors.setdefault(t_key, exp)
+
+
+def _stacked_runs(base: ExperimentSpec, todo: list[dict[str, Any]], seed: int, should_stop, notes: list[str]):
+    """The grid points of ``seed`` grouped by what is not ``distill.*``; each group's students
+    (baseline and KD) train as one stacked model (:mod:`kdcore.pipeline.stacked_grid`)."""
+    from kdcore.pipeline.stacked_grid import run_stacked_groups
+
+    groups: dict[tuple, list] = {}
+    for point in todo:
+        groups.setdefault(_affecting(point, KD_ONLY), []).append(
+            (point, point_spec(base, point, seed), _affecting(point, TEACHER_FREE)))
+    return run_stacked_groups(list(groups.values()), seed, should_stop, notes)

@@ -1,0 +1,187 @@
+"""Students trained together (kdcore.train.stacked): the batchable GRU is nn.GRU, a stacked group
+gives every student the numbers it gets alone, and what cannot be stacked falls back and says why."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from kdcore.core.events import EpochMetrics, PhaseStarted, StepLosses
+from kdcore.core.spec import LossTerm
+from kdcore.models.stackable import BatchableGRU, stackable_copy
+from kdcore.pipeline.experiment import Experiment
+from kdcore.pipeline.grid import run_grid
+from kdcore.presets import load_preset
+from kdcore.train.stacked import stack_reason, train_group
+from kdcore.train.evaluate import evaluate
+from kdcore.train.trainer import train_phase
+from kdcore.train.callbacks import LambdaCallback
+
+FAST = ["train.teacher_epochs=1", "train.student_epochs=2", "train.threads=1"]
+
+
+def test_batchable_gru_is_nn_gru_values_and_gradients():
+    torch.manual_seed(0)
+    gru = nn.GRU(5, 3, num_layers=2, batch_first=True, bidirectional=True)
+    twin = BatchableGRU(gru)
+    assert [n for n, _ in twin.named_parameters()] == [n for n, _ in gru.named_parameters()]
+    x = torch.randn(4, 6, 5, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    out, h = gru(x)
+    out2, h2 = twin(x2)
+    assert out2.shape == out.shape == (4, 6, 6) and h2.shape == h.shape == (4, 4, 3)
+    torch.testing.assert_close(out2, out, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(h2, h, atol=1e-6, rtol=1e-5)
+    (out.square().sum() + h.sum()).backward()
+    (out2.square().sum() + h2.sum()).backward()
+    torch.testing.assert_close(x2.grad, x.grad, atol=1e-5, rtol=1e-5)
+    for (name, p), (_, q) in zip(gru.named_parameters(), twin.named_parameters()):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_batchable_gru_under_vmap_and_refusals():
+    torch.manual_seed(1)
+    grus = [nn.GRU(2, 3, batch_first=True) for _ in range(3)]
+    params, _ = torch.func.stack_module_state([BatchableGRU(g) for g in grus])
+    base = BatchableGRU(grus[0]).to("meta")
+    x = torch.randn(2, 4, 2)
+    out = torch.func.vmap(lambda p: torch.func.functional_call(base, p, (x,))[0])(params)
+    for i, g in enumerate(grus):
+        torch.testing.assert_close(out[i], g(x)[0], atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="dropout"):
+        stackable_copy(nn.Sequential(nn.GRU(2, 3, num_layers=2, dropout=0.5, batch_first=True)))
+    with pytest.raises(ValueError, match="LSTM"):
+        stackable_copy(nn.Sequential(nn.LSTM(2, 3, batch_first=True)))
+
+
+def _setup(temperatures):
+    """One experiment set up per temperature, all sharing the first one's data, teacher and init."""
+    spec = load_preset("digits-av").with_overrides(FAST)
+    exps = [Experiment(spec.with_overrides([f"distill.temperature={t}"])) for t in temperatures]
+    exps[0].setup()
+    for e in exps[1:]:
+        for a in ("data", "teacher", "student_init", "teacher_cache", "regime"):
+            setattr(e, a, getattr(exps[0], a))
+    return exps
+
+
+def _cfgs(exps):
+    return [exps[0].student_phase("baseline", {"ce": LossTerm(weight=1.0)}),
+            *(e.student_phase("kd", e.spec.distill.losses) for e in exps)]
+
+
+def _totals(events):
+    return [e.total for e in events if isinstance(e, StepLosses)]
+
+
+def test_stacked_equals_sequential_per_student():
+    """Baseline + two KD students (T = 2, 4) of one seed, 2 epochs: stacked vs one at a time."""
+    exps = _setup([2.0, 4.0])
+    train, device, data = exps[0].spec.train, exps[0].device, exps[0].data
+    seq_events = [[] for _ in range(3)]
+    seq = [train_phase(c, data, train, device, seq_events[i].append, lambda: False)
+           for i, c in enumerate(_cfgs(exps))]
+    # how far float rounding alone moves the sequential baseline: its own run from weights perturbed
+    # by 1e-7 (relative); CE-only training at lr 0.01 amplifies it to ~1e-4 within an epoch
+    torch.manual_seed(123)
+    bumped = _cfgs(exps)[0]
+    with torch.no_grad():
+        for p in bumped.model.parameters():
+            p.mul_(1 + 1e-7 * torch.randn_like(p))
+    bumped_events = []
+    train_phase(bumped, data, train, device, bumped_events.append, lambda: False)
+    rounding = max(abs(x - y) for x, y in zip(_totals(seq_events[0]), _totals(bumped_events)))
+    st_events = [[] for _ in range(3)]
+    cfgs = _cfgs(exps)
+    assert stack_reason(cfgs, train, device) == ""
+    stacked, note = train_group(cfgs, data, train, device, [ev.append for ev in st_events], lambda: False)
+    assert note.startswith("stacked: 3 students")
+    n_val = len(data.split("val"))
+    for i in range(3):
+        a = [e for e in seq_events[i] if isinstance(e, StepLosses)]
+        b = [e for e in st_events[i] if isinstance(e, StepLosses)]
+        assert len(a) == len(b) > 2 and a[0].phase == b[0].phase
+        for x, y in zip(a, b):
+            assert (x.step, x.epoch, x.temperature, x.lr, x.weights) == (y.step, y.epoch, y.temperature, y.lr,
+                                                                         y.weights)
+            assert x.terms.keys() == y.terms.keys()
+        diff = max(abs(x.total - y.total) for x, y in zip(a, b))
+        term_diff = max(abs(x.terms[k] - y.terms[k]) / max(1.0, abs(x.terms[k])) for x, y in zip(a, b) for k in x.terms)
+        ea = [e.val_acc for e in seq_events[i] if isinstance(e, EpochMetrics)]
+        eb = [e.val_acc for e in st_events[i] if isinstance(e, EpochMetrics)]
+        if i > 0:  # the KD students: the same numbers up to float rounding, the same accuracies
+            assert diff < 1e-4 and term_diff < 1e-4, (i, diff, term_diff)  # measured ≤ 5e-5 (T² = 16)
+            assert ea == eb
+            assert (stacked[i].best_epoch, stacked[i].val_acc, stacked[i].test_acc) == (
+                seq[i].best_epoch, seq[i].val_acc, seq[i].test_acc)
+        else:  # the baseline: no further from the sequential run than rounding moves that run itself
+            assert diff <= max(1e-5, 3 * rounding), (diff, rounding)
+            assert ea == pytest.approx(eb, abs=1.01 / n_val)  # at most one validation sample apart
+            assert stacked[i].best_epoch == seq[i].best_epoch
+        started = next(e for e in st_events[i] if isinstance(e, PhaseStarted))
+        assert "stacked" in started.stacked
+    # the best weights went back into each student's own module (nn.GRU included), which scores them
+    for i in range(3):
+        state = cfgs[i].model.state_dict()
+        assert state.keys() == stacked[i].best_state.keys() == seq[i].best_state.keys()
+        assert all(torch.equal(state[k], stacked[i].best_state[k]) for k in state)
+        assert evaluate(cfgs[i].model, data.split("test"), cfgs[i].modalities).acc == stacked[i].test_acc
+    assert stacked[1].history[-1]["train_loss"] == pytest.approx(seq[1].history[-1]["train_loss"], rel=1e-5)
+
+
+def test_what_cannot_be_stacked_says_why_and_trains_alone():
+    exps = _setup([2.0])
+    train, device, data = exps[0].spec.train, exps[0].device, exps[0].data
+    base_cfg, kd_cfg = _cfgs(exps)
+    assert "seed" in stack_reason([base_cfg, dataclasses.replace(kd_cfg, seed=kd_cfg.seed + 1)], train, device)
+    hooked = dataclasses.replace(kd_cfg, callbacks=[LambdaCallback(on_train_batch_end=print)])
+    assert "callback LambdaCallback" in stack_reason([base_cfg, hooked], train, device)
+    assert "rows" in stack_reason([base_cfg, dataclasses.replace(kd_cfg, train_rows=torch.arange(100))],
+                                  train, device)
+    kd_cfg.losses["kd"].register_parameter("scale", nn.Parameter(torch.ones(1)))
+    assert "learnable parameters" in stack_reason([base_cfg, kd_cfg], train, device)
+    compiled = train.model_copy(update={"compile": True})
+    assert "compile" in stack_reason(_cfgs(exps), compiled, device)
+    events = [[], []]
+    base_cfg, kd_cfg = _cfgs(exps)
+    kd_cfg = dataclasses.replace(kd_cfg, seed=kd_cfg.seed + 1)
+    results, note = train_group([base_cfg, kd_cfg], data, train, device, [e.append for e in events], lambda: False)
+    assert note.startswith("one at a time:") and "seed" in note and len(results) == 2
+    assert all(next(e for e in ev if isinstance(e, PhaseStarted)).stacked == note for ev in events)
+
+
+def test_grid_stacks_the_students_of_a_seed_and_matches_one_at_a_time():
+    spec = load_preset("digits-av").with_overrides(FAST)
+    axes = {"distill.temperature": [2.0, 4.0]}
+    stacked = run_grid(spec, axes, seeds=1, stack=True)
+    alone = run_grid(spec, axes, seeds=1, stack=False)
+    assert len(stacked.stacked) == 1 and "stacked: 3 students (baseline, kd, kd)" in stacked.stacked[0]
+    assert "teacher and baseline shared" in stacked.stacked[0]
+    assert "Students trained together: seed 0" in stacked.table()
+    assert [r["shared"] for r in stacked.rows] == [r["shared"] for r in alone.rows] == [[], ["baseline", "teacher"]]
+    for a, b in zip(stacked.rows, alone.rows):
+        assert a["point"] == b["point"]
+        for phase in ("teacher", "baseline", "kd"):
+            assert a["acc"][phase] == pytest.approx(b["acc"][phase], abs=1e-9), phase
+
+
+def test_sweep_bench_tiny(tmp_path, capsys):
+    """The benchmark's shape on a tiny case (its numbers are measured by ``bench --sweep``)."""
+    from kdcore.cli.main import main
+    from kdcore.pipeline.bench_sweep import main_sweep_bench
+
+    spec = load_preset("digits-av").with_overrides(["train.teacher_epochs=0", "train.student_epochs=1",
+                                                    "data.train_limit=128"])
+    rep = main_sweep_bench(spec, repeats=1, threads=1, as_json=False, counts=(2,), out_dir=tmp_path)
+    assert set(rep["per_student"]) == {"2"} and rep["per_student"]["2"]["ratio"] > 0
+    assert rep["sequential_s_per_student"] > 0 and len(rep["sequential_repeats_s"]) == 2
+    assert "stacked / one at a time" in capsys.readouterr().out
+    assert json.loads(Path(rep["file"]).read_text())["per_student"]["2"] == rep["per_student"]["2"]
+    assert main(["bench", "--sweep", "--counts", "2,x"]) == 2
+    assert "--counts" in capsys.readouterr().err
+    assert main(["bench", "--sweep", "--counts", "1"]) == 2
