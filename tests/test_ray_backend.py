@@ -1,5 +1,5 @@
 """`kdcore sweep --backend ray`: a 2 × 2 grid on a local Ray instance gives the same numbers as the
-in-process backend (CPU, one thread each, same seeds); the two backends share one cache; a clear
+in-process backend without stacking (CPU, one thread each, same seeds); the two backends share one cache; a clear
 message when ray is missing."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def test_ray_grid_equals_the_in_process_grid(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the Ray tasks train with one thread each: the same arithmetic
     try:
-        local = run_grid(spec, AXES, 1)
+        local = run_grid(spec, AXES, 1, stack=False)  # one model at a time, as each Ray task trains
     finally:
         torch.set_num_threads(threads)
     remote = run_grid_ray(spec, AXES, 1, cache_root=tmp_path, threads=1)
@@ -33,7 +33,7 @@ def test_ray_grid_equals_the_in_process_grid(tmp_path):
     assert got == want
     assert [e["gain"] for e in remote.summary()] == [e["gain"] for e in local.summary()]
     # the cache is the in-process backend's format: a local rerun trains nothing
-    again = run_grid(spec, AXES, 1, cache_root=tmp_path)
+    again = run_grid(spec, AXES, 1, cache_root=tmp_path, stack=False)
     assert again.trained == 0 and len(again.rows) == 4
 
 
