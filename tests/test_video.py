@@ -268,3 +268,18 @@ def test_cli_quick_run_of_the_preset(tmp_path):
     out = json.loads(p.stdout)
     assert out["status"] == "finished" and set(out["phases"]) >= {"teacher", "baseline", "kd"}
     assert all(0 <= r["test_acc"] <= 1 for r in out["phases"].values())
+
+
+def test_clip_animation_plays_every_frame_on_one_scale():
+    from kdcore.viz.video import clip_animation_figure
+
+    clip = np.random.default_rng(0).random((1, 6, 8, 8))
+    fig = clip_animation_figure(clip, "a clip")
+    assert [fr.name for fr in fig.frames] == [f"t={i}" for i in range(6)]
+    for i, fr in enumerate(fig.frames):
+        np.testing.assert_allclose(np.asarray(fr.data[0].z), clip[0, i])
+        assert (fr.data[0].zmin, fr.data[0].zmax) == (fig.data[0].zmin, fig.data[0].zmax)
+    labels = [b.label for b in fig.layout.updatemenus[0].buttons]
+    assert labels == ["▶ Play", "❚❚ Pause"] and len(fig.layout.sliders[0].steps) == 6
+    assert fig.layout.title.text == "a clip" and not fig.layout.showlegend
+

@@ -12,7 +12,7 @@ import streamlit as st
 
 from kdcore.data import TensorData
 from kdcore.viz.fast import IMAGE_SCALE, SPECTROGRAM_SCALE
-from kdcore.viz.video import clip_strip_figure
+from kdcore.viz.video import clip_animation_figure, clip_strip_figure
 
 
 def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
@@ -62,6 +62,9 @@ def show_sample(data: TensorData, index: int, modalities: list[str] | None = Non
             elif info.kind == "video":
                 st.plotly_chart(clip_strip_figure(x.numpy(), f"{m}: {x.shape[1]} frames (as the model sees them)",
                                                   uirevision=f"{key}-{m}"), key=f"{key}-{m}",
+                                config={"displayModeBar": False})
+                st.plotly_chart(clip_animation_figure(x.numpy(), f"{m}: the clip played in time",
+                                                      uirevision=f"{key}-{m}-play"), key=f"{key}-{m}-play",
                                 config={"displayModeBar": False})
                 st.caption(info.description)
             elif info.kind == "tokens":

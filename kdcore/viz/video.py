@@ -59,6 +59,35 @@ def clip_strip_figure(clip, title: str, height: int = 180, uirevision: str = "vi
     return fig
 
 
+def clip_animation_figure(clip, title: str, height: int = 260, frame_ms: int = 150,
+                          uirevision: str = "video-play") -> go.Figure:
+    """One clip played in time: a single frame with ▶ Play / ❚❚ Pause buttons and a frame slider
+    (plotly animation frames, one per time step; the same grey scale and value range for every
+    frame, so brightness means the same throughout)."""
+    f = frames(clip)
+    lo, hi = float(np.nanmin(f)), float(np.nanmax(f))
+    heat = dict(colorscale=IMAGE_SCALE, showscale=False, zmin=lo, zmax=hi, hovertemplate="%{z:.2f}<extra></extra>")
+    fig = go.Figure(go.Heatmap(z=f[0], **heat),
+                    frames=[go.Frame(data=[go.Heatmap(z=f[i], **heat)], name=f"t={i}") for i in range(f.shape[0])])
+    play = dict(frame=dict(duration=frame_ms, redraw=True), fromcurrent=True, transition=dict(duration=0))
+    fig.update_layout(
+        title=title, height=height, margin=dict(l=10, r=10, t=35, b=10), uirevision=uirevision,
+        template="plotly_white",
+        xaxis=dict(showticklabels=False, showgrid=False, zeroline=False, constrain="domain"),
+        yaxis=dict(autorange="reversed", showticklabels=False, showgrid=False, zeroline=False, scaleanchor="x"),
+        updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.02, xanchor="left", yanchor="top",
+                          showactive=False, pad=dict(t=0, r=6),
+                          buttons=[dict(label="▶ Play", method="animate", args=[None, play]),
+                                   dict(label="❚❚ Pause", method="animate",
+                                        args=[[None], dict(frame=dict(duration=0, redraw=False), mode="immediate")])])],
+        sliders=[dict(active=0, x=0.32, len=0.68, y=-0.02, yanchor="top", pad=dict(t=0),
+                      currentvalue=dict(visible=False),
+                      steps=[dict(label=f"t={i}", method="animate",
+                                  args=[[f"t={i}"], dict(frame=dict(duration=0, redraw=True), mode="immediate")])
+                             for i in range(f.shape[0])])])
+    return fig
+
+
 def video_maps_figure(inp, maps: Mapping[str, object], method: str, modality: str = "video",
                       title: str | None = None, uirevision: str | None = None) -> go.Figure:
     """The input clip on top, then one row of per-frame attribution maps per model (teacher, baseline, kd)."""
