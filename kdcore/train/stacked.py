@@ -329,9 +329,7 @@ def train_stacked(cfgs: list[PhaseConfig], data: TensorData, train: TrainSpec, d
                 cm = attention_by_class(ev.output.attention, ev.labels, data.num_classes)
                 emit(AttentionSnapshot(cfg.name, epoch + 1, list(ev.output.modalities),
                                        cm.nan_to_num(0.0).tolist(), ev.output.attention.mean(0).tolist()))
-            if cfg.on_epoch_end is not None:  # observers get the student's own module, at this epoch
-                cfg.model.load_state_dict(stack.state_dict(i))
-                cfg.on_epoch_end(epoch + 1, cfg.model)
+            # no callbacks to call here: a phase with callbacks of its own is not stacked (_member_reason)
             best_acc, _, _ = best[i]
             if ev.acc > best_acc and epoch + 1 >= cfg.min_best_epoch:
                 best[i] = (ev.acc, epoch + 1, stack.state_dict(i))
