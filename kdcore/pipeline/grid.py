@@ -228,19 +228,14 @@ def save_cache(path: Path, cache: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def run_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int, progress: TextIO | None = None,
-             cache_root: str | Path | None = None, on_row=None, should_stop=None, stack: bool = True) -> GridResult:
-    """Train the grid (``axes`` × seeds 0..seeds−1), reusing shared phases and cached rows.
-
-    ``on_row(row)`` is called after every finished row (the app's live chart); ``should_stop()``
-    is checked between rows. ``stack``: train the students of every group of points that differ only
-    in ``distill.*`` together (:mod:`kdcore.pipeline.stacked_grid`; ``result.stacked`` says how)."""
+def start_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int,
+               cache_root: str | Path | None) -> tuple["GridResult", Path | None, dict[str, Any]]:
+    """An empty :class:`GridResult`, its cache file (None without ``cache_root``) and the rows
+    already in it; every grid point is checked to be a valid spec before anything trains."""
     if seeds < 1:
         raise SpecError("--seeds must be ≥ 1")
-    fields = list(axes)
-    result = GridResult(base.name, axes, seeds, shared_phases(fields))  # shared at every point
-    points = result.points()
-    for point in points:  # every grid point must be a valid spec before anything trains
+    result = GridResult(base.name, axes, seeds, shared_phases(list(axes)))  # shared at every point
+    for point in result.points():
         point_spec(base, point, 0)
     cache: dict[str, Any] = {}
     path = None
@@ -249,6 +244,18 @@ def run_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int, progr
         result.cache_file = str(path)
         if path.is_file():
             cache = json.loads(path.read_text(encoding="utf-8"))
+    return result, path, cache
+
+
+def run_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int, progress: TextIO | None = None,
+             cache_root: str | Path | None = None, on_row=None, should_stop=None, stack: bool = True) -> GridResult:
+    """Train the grid (``axes`` × seeds 0..seeds−1), reusing shared phases and cached rows.
+
+    ``on_row(row)`` is called after every finished row (the app's live chart); ``should_stop()``
+    is checked between rows. ``stack``: train the students of every group of points that differ only
+    in ``distill.*`` together (:mod:`kdcore.pipeline.stacked_grid`; ``result.stacked`` says how)."""
+    result, path, cache = start_grid(base, axes, seeds, cache_root)
+    points = result.points()
     for seed in range(seeds):
         todo = []
         for point in points:

@@ -17,13 +17,12 @@ half-finished sweep.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, TextIO
 
 from kdcore.core.spec import ExperimentSpec, SpecError
-from kdcore.pipeline.grid import GridResult, cache_path, point_key, point_spec, result_row, save_cache, shared_phases
+from kdcore.pipeline.grid import GridResult, point_key, point_spec, result_row, save_cache, start_grid
 
 RAY_MISSING = ("--backend ray needs the 'ray' package (it is in requirements.txt: run `make test` or "
                "`.venv/bin/pip install ray`), or use the in-process backend (--backend local)")
@@ -55,19 +54,8 @@ def run_grid_ray(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int, p
         import ray
     except ImportError:
         raise SpecError(RAY_MISSING) from None
-    if seeds < 1:
-        raise SpecError("--seeds must be ≥ 1")
-    result = GridResult(base.name, axes, seeds, shared_phases(list(axes)))
+    result, path, cache = start_grid(base, axes, seeds, cache_root)
     points = result.points()
-    for point in points:  # every grid point must be a valid spec before anything is scheduled
-        point_spec(base, point, 0)
-    cache: dict[str, Any] = {}
-    path = None
-    if cache_root is not None:
-        path = cache_path(base, axes, Path(cache_root))
-        result.cache_file = str(path)
-        if path.is_file():
-            cache = json.loads(path.read_text(encoding="utf-8"))
     todo = [(p, s) for s in range(seeds) for p in points if point_key(p, s) not in cache]
     address = address or os.environ.get("RAY_ADDRESS") or None
     started_here = not ray.is_initialized()
