@@ -142,3 +142,23 @@ def test_the_experiment_writes_nothing_without_the_run_store(tmp_path, monkeypat
     exp = Experiment(tiny_spec("nowrite", student_epochs=1))
     assert exp.run().status == "finished" and exp.run_dir is None and exp.run_id is None
     assert os.listdir(tmp_path) == []
+
+
+def test_a_raising_on_run_end_still_lets_the_store_write_the_result(tmp_path):
+    import json
+
+    boom = LambdaCallback(on_run_end=lambda exp, result: (_ for _ in ()).throw(RuntimeError("observer broke")))
+    store = RunRecorder(tmp_path)
+    exp = Experiment(tiny_spec("end-raises", student_epochs=1), callbacks=[boom, store])
+    with pytest.raises(RuntimeError, match="observer broke"):
+        exp.run()
+    assert json.loads((store.run_dir / "result.json").read_text())["status"] == "finished"
+
+
+def test_two_callbacks_of_one_class_keep_their_own_checkpoint_state():
+    from kdcore.store.resume import _callback_prefixes
+
+    a, b = StepCounter(), StepCounter()
+    run = type("R", (), {"callbacks": [a, Callback(), b]})()
+    assert [p for _, p in _callback_prefixes(run)] == ["callback.StepCounter.", "callback.Callback.",
+                                                      "callback.StepCounter#1."]

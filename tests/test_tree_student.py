@@ -280,3 +280,20 @@ def test_explain_cli_puts_tree_contributions_beside_the_teachers_captum(tree_run
     assert set(rep["attribution"]) == {"teacher", "baseline", "kd"}
     assert set(rep["agreement"]["kd"]) == {"fou", "kar", "all"}
     assert any(n.startswith("kd: tree student: LightGBM pred_contrib") for n in rep["notes"])
+
+
+def test_tree_grid_sweep_grows_trees_stacked_or_not(tree_run):
+    """A sweep of a tree-student spec grows trees on both grid paths: the stacked default says the
+    trees are not stacked, and both give the full run's numbers at the point it shares."""
+    from kdcore.pipeline.grid import run_grid
+
+    _, reference, _, _ = tree_run
+    spec = tiny_tree_spec()
+    axes = {"distill.temperature": [float(spec.distill.temperature), 1.0]}
+    stacked = run_grid(spec, axes, 1)
+    assert any("tree students" in note and "not stacked" in note for note in stacked.stacked)
+    plain = run_grid(spec, axes, 1, stack=False)
+    for grid in (stacked, plain):
+        row = next(r for r in grid.rows if r["point"]["distill.temperature"] == float(spec.distill.temperature))
+        for phase in ("teacher", "baseline", "kd"):
+            assert row["acc"][phase] == reference["phases"][phase]["test_acc"]

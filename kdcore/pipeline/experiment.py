@@ -326,8 +326,14 @@ class Experiment:
         finally:
             # a run that ended without a result (KeyboardInterrupt, SystemExit) is stored as interrupted
             self.final = result if result is not None else self._result(RunStatus.FAILED, "interrupted")
-            for cb in ordered(self.callbacks):
-                cb.on_run_end(self, self.final)
+            failed = None
+            for cb in ordered(self.callbacks):  # every one runs (the store last), even after one raised
+                try:
+                    cb.on_run_end(self, self.final)
+                except Exception as exc:  # noqa: BLE001 - re-raised below, once the store has written
+                    failed = failed or exc
+            if failed is not None:
+                raise failed
         return result
 
     def _result(self, status: RunStatus, message: str = "") -> ExperimentResult:

@@ -123,11 +123,11 @@ class _SharingExperiment(Experiment):
         self.teacher = self.donor.teacher
         self.models["teacher"] = self.donor.models["teacher"]
 
-    def run_phase(self, cfg):
+    def run_phase(self, cfg, train=None):
         if cfg.name == "baseline" and "baseline" in self.share:
             self._adopt("baseline")
             return self.results["baseline"]
-        return super().run_phase(cfg)
+        return super().run_phase(cfg, train)
 
 
 def result_row(res) -> dict[str, Any]:
@@ -321,6 +321,10 @@ def _stacked_runs(base: ExperimentSpec, todo: list[dict[str, Any]], seed: int, s
     (baseline and KD) train as one stacked model (:mod:`kdcore.pipeline.stacked_grid`)."""
     from kdcore.pipeline.stacked_grid import run_stacked_groups
 
+    if base.student.kind == "tree":  # boosted trees grow one at a time (LightGBM), nothing to stack
+        if todo:
+            notes.append(f"seed {seed}: one at a time: tree students (student.kind=tree) are not stacked")
+        return _sequential_runs(base, todo, seed, should_stop)
     groups: dict[tuple, list] = {}
     for point in todo:
         groups.setdefault(_affecting(point, KD_ONLY), []).append(

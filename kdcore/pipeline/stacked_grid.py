@@ -56,7 +56,7 @@ class StackMember(Experiment):
         self.models["teacher"] = d.models["teacher"]
 
     def run_phase(self, cfg, train=None):
-        if cfg.name not in self.trained:
+        if cfg.name not in self.trained or train is not None:  # (a tree phase is never taken from a stack)
             return super().run_phase(cfg, train)
         model, res, extra = self.trained[cfg.name]  # what Experiment.run_phase does after training
         self._phase = cfg.name

@@ -1,7 +1,7 @@
 """The run store attached to an experiment by its caller: one :class:`RunRecorder` callback.
 
 ``Experiment(spec, callbacks=[RunRecorder(root)])`` gives the run a folder under ``root``
-(``spec.yaml``, ``events.jsonl``, ``run.log``, ``checkpoints/``, ``result.json``), a row in the
+(``spec.yaml``, ``metrics.jsonl``, ``run.log``, ``checkpoints/``, ``result.json``), a row in the
 SQLite registry kept in step with its events, a resumable checkpoint after every epoch and the best
 weights of every finished phase. ``RunRecorder(root, resume=run_dir)`` continues a stored run:
 finished phases are loaded instead of retrained (:meth:`load_phase`), the interrupted one goes on

@@ -96,9 +96,21 @@ def _aux_modules(cfg) -> dict[str, nn.Module]:
     return mods
 
 
-def _callback_states(run, tensors: dict[str, Tensor], extra: dict[str, Any]) -> None:
+def _callback_prefixes(run) -> list[tuple[Any, str]]:
+    """``(callback, "callback.<class>[#n].")`` for the phase's callbacks: the n-th (from 0) of one
+    class gets ``#n`` after the first, so two of a class keep their own state."""
+    seen: dict[str, int] = {}
+    out = []
     for cb in run.callbacks:
-        _split_state(f"callback.{type(cb).__name__}.", cb.state_dict(), tensors, extra)
+        name = type(cb).__name__
+        n = seen[name] = seen.get(name, -1) + 1
+        out.append((cb, f"callback.{name}{f'#{n}' if n else ''}."))
+    return out
+
+
+def _callback_states(run, tensors: dict[str, Tensor], extra: dict[str, Any]) -> None:
+    for cb, prefix in _callback_prefixes(run):
+        _split_state(prefix, cb.state_dict(), tensors, extra)
 
 
 # ---- the per-epoch checkpoint and its restore ----------------------------------------------
@@ -166,8 +178,8 @@ def restore_epoch(run, meta: dict[str, Any], tensors: dict[str, Tensor]) -> None
             mod.load_state_dict(_take(prefix, tensors, meta["extra"]))
         _optim_load(run.optimizer, meta["optimizer"], tensors)
         run.scheduler.load_state_dict(meta["scheduler"])
-        for cb in run.callbacks:
-            state = _take(f"callback.{type(cb).__name__}.", tensors, meta["extra"])
+        for cb, prefix in _callback_prefixes(run):
+            state = _take(prefix, tensors, meta["extra"])
             if state:
                 cb.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as exc:
