@@ -227,3 +227,27 @@ def test_job_manager_resume_queues_claims_at_start_and_streams_events(tmp_path, 
     assert reg.get(exp.run_id).status == "finished"
     with pytest.raises(ResumeError, match="already finished"):
         manager.submit_resume(exp.run_id)
+
+
+def test_run_interrupted_after_a_finished_pruned_phase_resumes(tmp_path):
+    """prune_kd finished (its weights saved with the masks made permanent), the run died in prune_ce:
+    the resume loads prune_kd into its rebuilt (re-parametrised) model and ends with the same numbers."""
+    extra = {"distill": {"extra_phases": ["prune_kd", "prune_ce"],
+                         "phase_params": {"prune_kd": {"sparsity": 0.5}, "prune_ce": {"sparsity": 0.5}}}}
+    from helpers_store import tiny_spec_dict
+
+    from kdcore.core.spec import validate_spec
+
+    d = tiny_spec_dict("pruned-resume", student_epochs=2)
+    d.update(extra)
+    spec = validate_spec(d)
+    full = Experiment(spec).run()
+    assert full.status == "finished", full.message
+    exp = Experiment(spec, callbacks=[LambdaCallback(on_epoch_end=lambda run: (_ for _ in ()).throw(Interrupt())
+                                                     if run.name == "prune_ce" else None), RunRecorder(tmp_path)])
+    with pytest.raises(Interrupt):
+        exp.run()
+    res = resume(exp.run_id, tmp_path)
+    assert res.status == "finished", res.message
+    assert accuracies(res.to_dict()) == accuracies(full.to_dict())
+    assert res.phases["prune_kd"]["sparsity"] == full.phases["prune_kd"]["sparsity"]

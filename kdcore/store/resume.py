@@ -240,6 +240,13 @@ class Resumer:
         res, rng = load_finished(self.run_dir, run.name)
         if res is None:
             return None
+        if not any(k.endswith("_orig") for k in res.best_state) and any(
+                k.endswith("_orig") for k in run.model.state_dict()):
+            # a finished pruned phase saved its masks made permanent; the rebuilt phase model carries the
+            # pruning re-parametrisation (weight_orig / weight_mask): make it permanent too, so they match
+            from kdcore.methods.pruning import make_permanent, prunable
+
+            make_permanent(prunable(run.model))
         try:
             run.model.load_state_dict(res.best_state)
         except RuntimeError as exc:
