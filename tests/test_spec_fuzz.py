@@ -171,3 +171,17 @@ def test_yaml_never_constructs_python_objects(tmp_path):
     except SpecError:
         pass
     assert not marker.exists()
+
+
+def test_line_break_characters_in_names_round_trip_through_yaml():
+    """PyYAML writes NEL (\\x85) raw under allow_unicode and reads it back as a space (found by the
+    fuzz test above); to_yaml then escapes, and ordinary Unicode stays readable."""
+    from kdcore.presets import load_preset
+
+    for name in ("\x85", "a\u2028b", "run\x85x"):
+        d = load_preset("multiview-kd").to_dict()
+        d["name"] = name
+        spec = validate_spec(d)
+        assert ExperimentSpec.from_yaml(spec.to_yaml()) == spec
+    d["name"] = "é-run"
+    assert "é-run" in validate_spec(d).to_yaml()

@@ -378,7 +378,14 @@ class ExperimentSpec(Strict):
         return self.model_dump(mode="json")
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        """The spec as YAML, readable (Unicode as is) unless that would not read back the same: PyYAML
+        writes some line-break characters (NEL ``\\x85``) raw, which then load as spaces; then every
+        non-ASCII character is escaped instead."""
+        data = self.to_dict()
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        if yaml.safe_load(text) != data:
+            text = yaml.safe_dump(data, sort_keys=False, allow_unicode=False)
+        return text
 
     @classmethod
     def from_yaml(cls, text: str) -> "ExperimentSpec":
