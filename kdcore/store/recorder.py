@@ -19,7 +19,7 @@ from kdcore.models.tree import TreeStudent, has_tree_checkpoint
 from kdcore.store import resume as resume_store
 from kdcore.store.folder import RunFolderWriter, new_run_dir
 from kdcore.store.registry import set_run_result, track_run
-from kdcore.train.callbacks import Callback, PhaseResult
+from kdcore.train.callbacks import Callback
 
 
 class RunRecorder(Callback):
@@ -86,15 +86,13 @@ class RunRecorder(Callback):
         run.model = model
         self._loaded.add(run.name)
         self.resumer.loaded.append(run.name)
-        return PhaseResult(run.name, r["best_epoch"], r["val_acc"], r["test_acc"], r["seconds"], {}, r["history"])
+        return resume_store.result_from_record(run.name, r, {})
 
     def on_phase_end(self, run) -> None:
         if run.name in self._loaded:
             self.resumer.restore_rng(run.name)  # the RNG as it was when this phase ended
         elif isinstance(run.model, TreeStudent) and run.result is not None:  # LightGBM text + JSON, no pickle
-            res = run.result
-            run.model.info["result"] = {"best_epoch": res.best_epoch, "val_acc": res.val_acc,
-                                        "test_acc": res.test_acc, "seconds": res.seconds, "history": res.history}
+            run.model.info["result"] = resume_store.result_record(run.result)
             run.model.save(self.run_dir / "checkpoints", run.name)
         elif run.result is not None and run.cfg is not None:
             save_state(run.result.best_state, self.run_dir / "checkpoints" / f"{run.name}.safetensors",

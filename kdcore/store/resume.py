@@ -198,19 +198,29 @@ def restore_epoch(run, meta: dict[str, Any], tensors: dict[str, Tensor]) -> None
 
 
 # ---- finished phases ----------------------------------------------------------------------
+def result_record(res) -> dict[str, Any]:
+    """A finished phase's result as stored beside its weights (JSON-ready)."""
+    return {"best_epoch": res.best_epoch, "val_acc": res.val_acc, "test_acc": res.test_acc,
+            "seconds": res.seconds, "history": res.history}
+
+
+def result_from_record(name: str, r: dict[str, Any], state: dict[str, Tensor]):
+    """The :class:`~kdcore.train.trainer.PhaseResult` of :func:`result_record`'s record ``r``."""
+    from kdcore.train.trainer import PhaseResult
+
+    return PhaseResult(name, int(r["best_epoch"]), float(r["val_acc"]), float(r["test_acc"]), float(r["seconds"]),
+                       state, list(r["history"]))
+
+
 def phase_metadata(res) -> dict[str, str]:
     """Metadata stored with a finished phase's best weights (result + RNG state at its end)."""
-    result = {"best_epoch": res.best_epoch, "val_acc": res.val_acc, "test_acc": res.test_acc,
-              "seconds": res.seconds, "history": res.history}
-    return {"phase": res.name, "best_epoch": str(res.best_epoch), "result": json.dumps(result, default=float),
-            "rng_torch": rng_to_text(torch.get_rng_state())}
+    return {"phase": res.name, "best_epoch": str(res.best_epoch),
+            "result": json.dumps(result_record(res), default=float), "rng_torch": rng_to_text(torch.get_rng_state())}
 
 
 def load_finished(run_dir: Path, name: str):
     """A finished phase's :class:`PhaseResult` from its checkpoint, or None if it did not finish."""
     from safetensors import safe_open
-
-    from kdcore.train.trainer import PhaseResult
 
     path = Path(run_dir) / "checkpoints" / f"{name}.safetensors"
     if not path.is_file():
@@ -220,9 +230,7 @@ def load_finished(run_dir: Path, name: str):
         meta = fh.metadata() or {}
     if "result" not in meta:
         return None, None
-    r = json.loads(meta["result"])
-    res = PhaseResult(name, int(r["best_epoch"]), float(r["val_acc"]), float(r["test_acc"]), float(r["seconds"]),
-                      state, list(r["history"]))
+    res = result_from_record(name, json.loads(meta["result"]), state)
     return res, (rng_from_text(meta["rng_torch"]) if meta.get("rng_torch") else None)
 
 

@@ -170,6 +170,4 @@ class PhaseMetrics(Callback):
         return f"PhaseMetrics({getattr(self.fn, '__name__', self.fn)!r})"
 
 
-HOOKS = ("on_run_start", "load_phase", "on_phase_start", "on_before_forward", "on_train_batch_end",
-         "on_validation_end", "on_epoch_end", "on_phase_end", "on_run_end", "state_dict", "load_state_dict",
-         "run_location")
+HOOKS = tuple(name for name, value in vars(Callback).items() if callable(value) and not name.startswith("_"))

@@ -247,14 +247,9 @@ class RelationalKD(_PairLoss):
         w_dist: float = Field(25.0, ge=0.0, le=1e6, description="w_D, weight of the distance term")
         w_angle: float = Field(50.0, ge=0.0, le=1e6, description="w_A, weight of the angle term")
 
-    def __init__(self, setup: LossSetup, **params: Any):
-        super().__init__(setup, **params)
-        self.w_dist = float(self.params.w_dist)
-        self.w_angle = float(self.params.w_angle)
-
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
         dist, angle = LF.rkd_parts(*self.pair(student, teacher))
-        return {"rkd/dist": self.w_dist * dist, "rkd/angle": self.w_angle * angle}
+        return {"rkd/dist": self.params.w_dist * dist, "rkd/angle": self.params.w_angle * angle}
 
 
 @register
