@@ -97,3 +97,18 @@ def test_a_submitted_job_is_named_from_its_preset_and_edits(tmp_path, monkeypatc
     finally:
         get_manager().stop_all(wait=120)
         st.cache_resource.clear()
+
+
+def test_fast_epoch_hold_only_in_fast_mode_and_a_bad_value_is_named(monkeypatch):
+    """The browser tests' epoch hold (``KDLAB_FAST_EPOCH_HOLD_S``) applies in fast mode only; a value that is
+    not a number is refused with the variable's name."""
+    from ui import state
+
+    monkeypatch.setenv("KDLAB_FAST_EPOCH_HOLD_S", "0.4")
+    monkeypatch.delenv("KDLAB_FAST", raising=False)
+    assert state.fast_epoch_hold_s() == 0.0
+    monkeypatch.setenv("KDLAB_FAST", "1")
+    assert state.fast_epoch_hold_s() == 0.4
+    monkeypatch.setenv("KDLAB_FAST_EPOCH_HOLD_S", "soon")
+    with pytest.raises(ValueError, match="KDLAB_FAST_EPOCH_HOLD_S"):
+        state.fast_epoch_hold_s()

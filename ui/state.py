@@ -11,7 +11,9 @@ the tab's job id, and the spec ⇄ URL round trip.
   values), so a link reproduces the setup.
 * ``KDLAB_FAST=1`` (tests and the UI latency benchmark only) shrinks every loaded preset;
   ``KDLAB_FAST_OVERRIDES`` (space-separated ``field=value``) adds to that shrinking, e.g. the browser
-  tests lengthen the students so a live chart has time to update before the run ends.
+  tests lengthen the students so a live chart has time to update before the run ends;
+  ``KDLAB_FAST_EPOCH_HOLD_S`` (fast mode only) holds every epoch's end that long, so a browser test
+  sees a live update however fast or slow the machine renders the page.
 """
 
 from __future__ import annotations
@@ -40,6 +42,17 @@ FAST_OVERRIDES = ["data.train_limit=150", "train.teacher_epochs=2", "train.stude
 def fast_mode() -> bool:
     """True when ``KDLAB_FAST=1``: a quick variant of every preset, for browser tests and benchmarks."""
     return os.environ.get("KDLAB_FAST", "") == "1"
+
+
+def fast_epoch_hold_s() -> float:
+    """Seconds every epoch's end is held in fast mode (``$KDLAB_FAST_EPOCH_HOLD_S``, default 0: none)."""
+    if not fast_mode():
+        return 0.0
+    try:
+        return max(0.0, float(os.environ.get("KDLAB_FAST_EPOCH_HOLD_S", "0") or 0))
+    except ValueError:
+        raise ValueError("KDLAB_FAST_EPOCH_HOLD_S must be a number of seconds, got "
+                         f"{os.environ['KDLAB_FAST_EPOCH_HOLD_S']!r}") from None
 
 
 def fast_overrides() -> list[str]:
@@ -122,7 +135,15 @@ def submit(spec: ExperimentSpec | None = None) -> Job:
     student epoch and the last: ~0.1–0.3 s each on 2 CPU cores) for the Attributions page."""
     from kdcore.explain import AgreementCallback
 
-    job = get_manager().submit(labelled(spec or get_spec()), callbacks=[AgreementCallback(every=4)])
+    callbacks: list = [AgreementCallback(every=4)]
+    hold = fast_epoch_hold_s()
+    if hold:
+        import time
+
+        from kdcore.train.callbacks import LambdaCallback
+
+        callbacks.append(LambdaCallback(on_epoch_end=lambda run: time.sleep(hold)))
+    job = get_manager().submit(labelled(spec or get_spec()), callbacks=callbacks)
     st.session_state[JOB_KEY] = job.id
     return job
 

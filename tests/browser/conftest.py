@@ -32,8 +32,9 @@ def browser_context_args(browser_context_args):
 def app_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("kdlab-browser")
     with AppServer(tmp / "runs", fast=True, log=tmp / "streamlit.log", env={"KDLAB_MAX_JOBS": "2",
-                   # students long enough that the live chart updates at least once before the end
-                   "KDLAB_FAST_OVERRIDES": "train.student_epochs=6"}) as srv:
+                   # students long enough that the live chart updates at least once before the end,
+                   # however slowly a loaded machine renders the page: each epoch's end held 0.4 s
+                   "KDLAB_FAST_OVERRIDES": "train.student_epochs=6", "KDLAB_FAST_EPOCH_HOLD_S": "0.4"}) as srv:
         yield srv
 
 
