@@ -17,7 +17,7 @@ from kdcore.models.stackable import BatchableGRU, stackable_copy
 from kdcore.pipeline.experiment import Experiment
 from kdcore.pipeline.grid import run_grid
 from kdcore.presets import load_preset
-from kdcore.train.stacked import stack_reason, train_group
+from kdcore.train.stacked import _vector_reason, stack_reason, train_group
 from kdcore.train.evaluate import evaluate
 from kdcore.train.trainer import train_phase
 from kdcore.train.callbacks import LambdaCallback
@@ -133,6 +133,41 @@ def test_stacked_equals_sequential_per_student():
         assert evaluate(cfgs[i].model, data.split("test"), cfgs[i].modalities).acc == stacked[i].test_acc
     assert stacked[1].history[-1]["train_loss"] == pytest.approx(seq[1].history[-1]["train_loss"], rel=1e-5)
 
+
+
+def test_losses_inside_the_vmap_equal_sequential_and_refusals_say_why():
+    """KD students that differ only in T and the loss weights (a temperature / weight sweep) compute
+    their losses inside the vmap, one call for all: every step's terms, every epoch's accuracy and
+    the best epoch and test accuracy are those of training each alone. A baseline next to them
+    (other loss terms) or a loss that is not vmappable keeps the per-student loop, and says why."""
+    exps = _setup([2.0, 4.0, 8.0])
+    exps[2].spec = exps[2].spec.with_overrides(["distill.losses.ce.weight=0.5", "distill.losses.kd.weight=0.5"])
+    train, device, data = exps[0].spec.train, exps[0].device, exps[0].data
+    kd_cfgs = _cfgs(exps)[1:]
+    assert kd_cfgs[2].weighting.loss_weights == {"ce": 0.5, "kd": 0.5}
+    assert _vector_reason(kd_cfgs) == ""
+    assert "different loss terms" in _vector_reason(_cfgs(exps))
+    dkd = exps[0].spec.with_overrides(["distill.losses={dkd: {weight: 1.0}}"]).distill.losses
+    assert "computed per student" in _vector_reason([exps[0].student_phase("kd", dkd)] * 2)
+    seq_events = [[] for _ in kd_cfgs]
+    seq = [train_phase(c, data, train, device, seq_events[i].append, lambda: False) for i, c in enumerate(kd_cfgs)]
+    st_events = [[] for _ in kd_cfgs]
+    cfgs = _cfgs(exps)[1:]
+    stacked, note = train_group(cfgs, data, train, device, [ev.append for ev in st_events], lambda: False)
+    assert note.startswith("stacked: 3 students")
+    for i in range(3):
+        a = [e for e in seq_events[i] if isinstance(e, StepLosses)]
+        b = [e for e in st_events[i] if isinstance(e, StepLosses)]
+        assert len(a) == len(b) > 2
+        for x, y in zip(a, b):
+            assert (x.step, x.temperature, x.lr, x.weights, x.terms.keys()) == (y.step, y.temperature, y.lr, y.weights,
+                                                                                y.terms.keys())
+            assert abs(x.total - y.total) < 1e-4 and all(
+                abs(x.terms[k] - y.terms[k]) / max(1.0, abs(x.terms[k])) < 1e-4 for k in x.terms), (i, x, y)
+        assert [e.val_acc for e in seq_events[i] if isinstance(e, EpochMetrics)] == [
+            e.val_acc for e in st_events[i] if isinstance(e, EpochMetrics)]
+        assert (stacked[i].best_epoch, stacked[i].val_acc, stacked[i].test_acc) == (
+            seq[i].best_epoch, seq[i].val_acc, seq[i].test_acc)
 
 def test_what_cannot_be_stacked_says_why_and_trains_alone():
     exps = _setup([2.0])

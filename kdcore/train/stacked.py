@@ -64,6 +64,8 @@ from kdcore.train.trainer import (
 )
 
 Emit = Callable[[Event], None]
+# a stacked step: totals [N], logits [N, B, C], per student (terms, effective weights, temperature), values
+StepOut = tuple[Tensor, Tensor, list[tuple[dict, dict, "Tensor | float"]], list[list[float]]]
 
 
 def _same(a: Tensor | None, b: Tensor | None) -> bool:
@@ -151,6 +153,7 @@ class StackedStudents:
         self.params, self.buffers = stack_module_state(twins)
         self.base = copy.deepcopy(twins[0]).to("meta")
         self.n = len(models)
+        self.device = device
         self.modalities = tuple(getattr(models[0], "modalities", ()))
 
         def call(p, b, inputs, with_maps):
@@ -207,6 +210,114 @@ def _reads_feature_maps(cfg: PhaseConfig) -> bool:
     return any(getattr(type(loss), "family", "") not in ("label", "logit") for loss in cfg.losses.values())
 
 
+def _vector_reason(cfgs: list[PhaseConfig]) -> str:
+    """Why the students' losses cannot be computed inside the vmap, as one call for all of them
+    ("" when they can): every student must have the same loss terms of the same classes with equal
+    parameters (the weights may differ), each marked ``vmappable``, and a weighting that neither
+    weights samples, changes the outputs the losses see nor combines the terms other than Σ w_k L_k."""
+    from kdcore.methods.strategies.base import Weighting
+
+    first = cfgs[0]
+    for cfg in cfgs:
+        w = type(cfg.weighting)
+        if (w.sample_weights is not Weighting.sample_weights or w.distill_outputs is not Weighting.distill_outputs
+                or w.combine is not Weighting.combine):
+            return f"phase {cfg.name}: the weighting {w.name!r} works per student"
+        if list(cfg.losses) != list(first.losses) or (cfg.teacher is None) != (first.teacher is None):
+            return f"phases {first.name} and {cfg.name} have different loss terms"
+        for name, loss in cfg.losses.items():
+            ref = first.losses[name]
+            if not type(loss).vmappable:
+                return f"loss {name!r} is computed per student"
+            if type(loss) is not type(ref) or loss.params != ref.params:
+                return f"phases {first.name} and {cfg.name} differ in the parameters of loss {name!r}"
+    return ""
+
+
+def _contexts(cfg: PhaseConfig, batch, s_inputs: dict[str, Tensor], epoch: int, step: int,
+              temperature: Tensor | float, sw: Tensor | None, partial_labels: bool) -> tuple[StepContext, StepContext]:
+    """The trainer's two step contexts: for the distillation terms and (no sample weights) the label terms."""
+    ctx = StepContext(labels=batch.labels, epoch=epoch, total_epochs=cfg.epochs, step=step,
+                      temperature=temperature, aux=batch.aux, sample_weight=sw, inputs=s_inputs,
+                      labelled=(batch.labels >= 0) if partial_labels else None)
+    return ctx, dataclasses.replace(ctx, sample_weight=None)
+
+
+def _student_steps(stack: StackedStudents, cfgs: list[PhaseConfig], s_inputs: dict[str, Tensor],
+                   t_out: ModelOutput | None, batch, epoch: int, step: int, progress: float,
+                   partial_labels: bool) -> StepOut:
+    """The trainer's step for every student, its losses called on its slice of the stacked output:
+    totals [N], logits [N, B, C], per student (terms, effective weights, temperature) and its values
+    [total, *terms, (temperature when a tensor)] as floats."""
+    outs = stack.outputs(s_inputs)
+    totals, per_student = [], []
+    for i, cfg in enumerate(cfgs):
+        s_out, t_i = outs[i], (t_out if cfg.teacher is not None else None)
+        temperature = cfg.schedule.value(progress)
+        sw = cfg.weighting.sample_weights(s_out, t_i, batch.labels, temperature)
+        ctx, label_ctx = _contexts(cfg, batch, s_inputs, epoch, step, temperature, sw, partial_labels)
+        s_kd, t_kd = cfg.weighting.distill_outputs(s_out, t_i, batch.labels)
+        terms: dict[str, Tensor] = {}
+        owner: dict[str, str] = {}
+        for name, loss in cfg.losses.items():
+            args = (s_kd, t_kd, ctx) if type(loss).needs_teacher else (s_out, t_i, label_ctx)
+            for term, value in loss(*args).items():
+                terms[term] = value
+                owner[term] = name
+        total, eff_w = cfg.weighting.combine(terms, owner)
+        totals.append(total)
+        per_student.append((terms, eff_w, temperature))
+    # one device→host transfer per step for every student's values
+    flat, sizes = [], []
+    for total, (terms, _, temperature) in zip(totals, per_student):
+        row = [total.detach().float(), *(v.detach().float() for v in terms.values())]
+        if isinstance(temperature, Tensor):
+            row.append(temperature.detach().float())
+        flat += row
+        sizes.append(len(row))
+    vals, values = torch.stack(flat).tolist(), []
+    for k in sizes:
+        values.append(vals[:k])
+        vals = vals[k:]
+    return torch.stack(totals), torch.stack([o.logits for o in outs]), per_student, values
+
+
+def _vector_step(stack: StackedStudents, cfgs: list[PhaseConfig], s_inputs: dict[str, Tensor],
+                 t_out: ModelOutput | None, batch, epoch: int, step: int, progress: float,
+                 partial_labels: bool) -> StepOut:
+    """:func:`_student_steps` with the losses inside the vmap (:func:`_vector_reason` allowed it):
+    student i's terms come from the first student's loss modules at student i's temperature, and
+    its total is Σ_k w_ik L_ik with its own weights — what ``Weighting.combine`` computes."""
+    first = cfgs[0]
+    temps = [float(cfg.schedule.value(progress)) for cfg in cfgs]
+    ctx, label_ctx = _contexts(first, batch, s_inputs, epoch, step, 0.0, None, partial_labels)
+    teacher = t_out if first.teacher is not None else None
+    owner: dict[str, str] = {}
+
+    def per_student(p, b, T):
+        out = functional_call(stack.base, (p, b), (s_inputs,))
+        kd_ctx = dataclasses.replace(ctx, temperature=T)
+        terms: dict[str, Tensor] = {}
+        for name, loss in first.losses.items():
+            for term, value in loss(*((out, teacher, kd_ctx) if type(loss).needs_teacher
+                                      else (out, teacher, label_ctx))).items():
+                terms[term] = value
+                owner[term] = name
+        return out.logits, terms
+
+    T = torch.tensor(temps, device=stack.device)
+    logits, terms = vmap(per_student, in_dims=(0, 0, 0), randomness="same")(stack.params, stack.buffers, T)
+    weights = {name: torch.tensor([cfg.weighting.loss_weights[name] for cfg in cfgs], device=stack.device)
+               for name in first.losses}
+    total: Tensor | float = 0.0
+    for term, value in terms.items():
+        total = total + weights[owner[term]] * value
+    values = torch.stack([total.detach(), *(v.detach() for v in terms.values())], 1).float().tolist()
+    per_student_terms = [(terms, {term: cfg.weighting.loss_weights[owner[term]] for term in terms}, temps[i])
+                         for i, cfg in enumerate(cfgs)]  # (the terms' names: values holds each student's)
+    return total, logits, per_student_terms, values
+
+
 def train_stacked(cfgs: list[PhaseConfig], data: TensorData, train: TrainSpec, device: torch.device,
                   emits: list[Emit], should_stop: Callable[[], bool], note: str = "") -> list[PhaseResult]:
     """Train ``cfgs`` (which :func:`stack_reason` accepted) together; one result per phase, each
@@ -237,6 +348,7 @@ def train_stacked(cfgs: list[PhaseConfig], data: TensorData, train: TrainSpec, d
     partial_labels = first.train_labels is not None and bool((first.train_labels < 0).any())
     states = [PhaseRun(c) for c in cfgs]
     N = len(cfgs)
+    vector = not _vector_reason(cfgs)  # losses inside the vmap: one call per step for every student
     best = [(-1.0, 0, None)] * N
     histories: list[list[dict]] = [[] for _ in range(N)]
     t_phase = time.time()
@@ -263,41 +375,13 @@ def train_stacked(cfgs: list[PhaseConfig], data: TensorData, train: TrainSpec, d
             progress = step / total_steps
             t_out = teacher_output(kd_cfg, batch.inputs, rows) if kd_cfg is not None else None
             s_inputs = {m: batch.inputs[m] for m in first.modalities}
-            outs = stack.outputs(s_inputs)
-            totals, per_student = [], []
-            for i, cfg in enumerate(cfgs):  # the trainer's step, per student
-                s_out, t_i = outs[i], (t_out if cfg.teacher is not None else None)
-                states[i].epoch, states[i].step, states[i].progress = epoch, step, progress
-                temperature = cfg.schedule.value(progress)
-                sw = cfg.weighting.sample_weights(s_out, t_i, batch.labels, temperature)
-                ctx = StepContext(labels=batch.labels, epoch=epoch, total_epochs=cfg.epochs, step=step,
-                                  temperature=temperature, aux=batch.aux, sample_weight=sw, inputs=s_inputs,
-                                  labelled=(batch.labels >= 0) if partial_labels else None)
-                label_ctx = dataclasses.replace(ctx, sample_weight=None)
-                s_kd, t_kd = cfg.weighting.distill_outputs(s_out, t_i, batch.labels)
-                terms: dict[str, Tensor] = {}
-                owner: dict[str, str] = {}
-                for name, loss in cfg.losses.items():
-                    args = (s_kd, t_kd, ctx) if type(loss).needs_teacher else (s_out, t_i, label_ctx)
-                    for term, value in loss(*args).items():
-                        terms[term] = value
-                        owner[term] = name
-                total, eff_w = cfg.weighting.combine(terms, owner)
-                totals.append(total)
-                per_student.append((terms, eff_w, temperature))
-            # one device→host transfer per step for every student's values
-            flat = []
-            for total, (terms, _, temperature) in zip(totals, per_student):
-                flat += [total.detach().float(), *(v.detach().float() for v in terms.values())]
-                if isinstance(temperature, Tensor):
-                    flat.append(temperature.detach().float())
-            vals = torch.stack(flat).tolist()
-            pos = 0
+            for state in states:
+                state.epoch, state.step, state.progress = epoch, step, progress
+            step_fn = _vector_step if vector else _student_steps
+            totals_t, logits, per_student, values = step_fn(stack, cfgs, s_inputs, t_out, batch, epoch, step,
+                                                            progress, partial_labels)
             emitted = []
-            for i, (cfg, (terms, eff_w, temperature)) in enumerate(zip(cfgs, per_student)):
-                k = 1 + len(terms) + isinstance(temperature, Tensor)
-                v = vals[pos : pos + k]
-                pos += k
+            for cfg, (terms, eff_w, temperature), v in zip(cfgs, per_student, values):
                 if not math.isfinite(v[0]):
                     bad = [t for t, x in zip(terms, v[1:]) if not math.isfinite(x)]
                     raise Diverged(cfg.name, step,
@@ -307,11 +391,11 @@ def train_stacked(cfgs: list[PhaseConfig], data: TensorData, train: TrainSpec, d
                     v[-1] if isinstance(temperature, Tensor) else float(temperature))
                 emitted.append((cfg.name, v[0], dict(zip(terms, v[1 : 1 + len(terms)])), eff_w, t_val))
             opt.zero_grad(set_to_none=True)
-            torch.stack(totals).sum().backward()
+            totals_t.sum().backward()
             opt.step()
             sched.step()
-            loss_sum += torch.stack([t.detach() for t in totals]) * len(rows)
-            correct += torch.stack([(o.logits.detach().argmax(1) == batch.labels).sum() for o in outs])
+            loss_sum += totals_t.detach() * len(rows)
+            correct += (logits.detach().argmax(-1) == batch.labels).sum(-1)
             labelled_seen += (batch.labels >= 0).sum()
             lr = opt.param_groups[0]["lr"]
             for emit, (name, total_v, terms_v, eff_w, t_val) in zip(emits, emitted):

@@ -74,6 +74,9 @@ class DistillLoss(nn.Module):
     paper: ClassVar[str] = ""
     default_weight: ClassVar[float] = 1.0  # the spec weight when a spec names the loss without one
     needs_teacher: ClassVar[bool] = True
+    # forward runs under torch.func.vmap over stacked students (kdcore.train.stacked): tensor ops on
+    # its inputs only, no parameters, no Python branch on a tensor's value
+    vmappable: ClassVar[bool] = False
 
     class Params(MethodParams):
         """No hyper-parameters."""

@@ -38,18 +38,25 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, T: Tensor | float = 
 
     L_KD = T² · (1/B) Σ_i KL( softmax(z_t,i / T) ‖ softmax(z_s,i / T) )
 
-    computed as ``F.kl_div(log_softmax(z_s/T), log_softmax(z_t/T), reduction="batchmean",
-    log_target=True) * T**2`` (= the usual form with ``softmax(z_t/T)`` as target);
+    computed from log-probabilities, Σ_c exp(log p_t) · (log p_t − log p_s) per sample (:func:`kl_log_target`:
+    bit for bit ``F.kl_div(log_p_s, log_p_t, log_target=True)``, which has no ``vmap`` batching rule, so
+    students stacked with ``torch.func.vmap`` would fall back to a slow per-student loop);
     the T² keeps gradient magnitudes comparable across temperatures.
     """
     log_p_s = F.log_softmax(student_logits / T, dim=1)
     # the teacher side as log-probabilities (``log_target=True``): same value, and a finite gradient for
     # a learnable T even where a teacher probability underflows to 0
     log_p_t = F.log_softmax(teacher_logits / T, dim=1)
-    if sample_weight is None:
-        return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * T**2
-    per_sample = F.kl_div(log_p_s, log_p_t, reduction="none", log_target=True).sum(1)
-    return weighted_mean(per_sample, sample_weight) * T**2
+    if sample_weight is None:  # "batchmean": the sum over every element / B
+        return kl_log_target(log_p_s, log_p_t).sum() / log_p_s.shape[0] * T**2
+    return weighted_mean(kl_log_target(log_p_s, log_p_t).sum(1), sample_weight) * T**2
+
+
+def kl_log_target(log_p_s: Tensor, log_p_t: Tensor) -> Tensor:
+    """Element-wise terms of KL(p_t ‖ p_s) from log-probabilities: exp(log p_t) · (log p_t − log p_s)
+    (what ``F.kl_div(log_p_s, log_p_t, reduction="none", log_target=True)`` computes, same values and
+    gradients, but batchable under ``torch.func.vmap``)."""
+    return log_p_t.exp() * (log_p_t - log_p_s)
 
 
 # ---- logit -------------------------------------------------------------------------------

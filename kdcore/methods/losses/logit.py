@@ -24,6 +24,7 @@ class CrossEntropy(DistillLoss):
     family = "label"
     order = 10
     needs_teacher = False
+    vmappable = True
     default_weight = 0.1
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
@@ -46,6 +47,7 @@ class HintonKD(DistillLoss):
     order = 20
     paper = "Hinton et al. 2015, arXiv:1503.02531"
     default_weight = 0.9
+    vmappable = True
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
         return {"kd": LF.kd_loss(student.logits, teacher.logits.detach(), ctx.temperature, ctx.sample_weight)}

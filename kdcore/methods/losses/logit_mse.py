@@ -24,6 +24,7 @@ class LogitMSE(DistillLoss):
     order = 40
     paper = "Ba & Caruana 2014, arXiv:1312.6184"
     default_weight = 1.0
+    vmappable = True
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, ctx: StepContext) -> dict[str, Tensor]:
         return {"logit_mse": LF.logit_mse_loss(student.logits, teacher.logits.detach(), ctx.sample_weight)}
