@@ -328,6 +328,8 @@ def train_stacked(cfgs: list[PhaseConfig], data: TensorData, train: TrainSpec, d
         cfg.model.to(device)
     stack = StackedStudents([c.model for c in cfgs], device, maps=any(_reads_feature_maps(c) for c in cfgs))
     opt = make_optimizer(list(stack.params.values()), train, first.lr)
+    for group in opt.param_groups:  # the multi-tensor update on every device: a few large stacked tensors
+        group["foreach"] = True
     phase_rows = first.train_rows
     n = len(tr) if phase_rows is None else int(phase_rows.numel())
     bs = min(train.batch_size, n)
