@@ -1,6 +1,7 @@
 """Compare: every run folder as a row — the spec fields that differ between runs first (highlighted),
 then the KD gain, accuracy, agreement with the teacher, ECE and omitted-class accuracy — overlay the
-curves of the selected runs, export the table as CSV."""
+curves of the selected runs, export the table as CSV. The selection is in the URL (``?runs=id1,id2``)
+and other pages open it with runs selected (Explore: a sweep grid point's runs; ``ui/compare.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import streamlit as st
 
 from kdcore.service.jobs import runs_dir
 from kdcore.viz import overlay_figure
-from ui import state
+from ui import compare, state
 from ui.runs import list_runs, run_events, runs_table
 
 st.set_page_config(page_title="KD Lab · Compare", page_icon="🧪", layout="wide")
@@ -30,12 +31,22 @@ if not differ:
     st.caption("All runs share the same settings (apart from their names).")
 styled = df.style.apply(lambda col: ["background-color: #FFF3BF" if col.name in differ else "" for _ in col],
                         axis=0).format(precision=2, na_rep="–")
-event = st.dataframe(styled, hide_index=True, on_select="rerun", selection_mode="multi-row", key="cmp-table",
+asked = compare.apply_preselection(runs)  # runs another page (or the link) asked for: selected below
+if asked is not None and asked.missing:
+    st.warning(f"Not in `{root}` (deleted, or stored elsewhere): {', '.join(asked.missing)}.")
+event = st.dataframe(styled, hide_index=True, on_select="rerun", selection_mode="multi-row", key=compare.TABLE_KEY,
                      column_config={"name": st.column_config.Column(pinned=True)})
 st.download_button("Export CSV", df.to_csv(index=False), file_name="kdlab-runs.csv", mime="text/csv",
                    key="cmp-csv")
 
 selected = list(event.selection.rows) if event is not None else []
+compare.keep_selection(runs, selected)
+origin = compare.origin_caption(runs, selected)
+if origin:
+    st.info(origin, icon=":material/explore:")
+note = compare.shared_note(runs, selected)
+if note:
+    st.caption(note)
 if not selected:
     selected = list(range(min(2, len(runs))))
     st.caption("No rows selected: showing the newest two runs.")

@@ -1,5 +1,6 @@
 """The sweep job kind of the job manager: runs run_grid in a slot of the queue, live rows, stop
-between rows, a failing grid marks the job failed, cached rows visible, run jobs listed apart."""
+between rows, a failing grid marks the job failed, cached rows visible, run jobs listed apart, every
+row a stored run (unless save_runs=False)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ def test_sweep_job_finishes_with_every_row_and_is_cached(manager, micro_spec, tm
                                                                            for s in (0, 1)}
     assert snap.result["cache_file"].startswith(str(tmp_path / "runs" / "sweeps"))
     assert len(snap.result["points"]) == 2 and snap.result["trained"] == 4
+    # every row is a stored run under the run root (the Explore page opens them on Compare)
+    from kdcore.store.registry import open_registry
+
+    reg = open_registry(tmp_path / "runs")
+    assert all(reg.get(r["run_id"]).status == "finished" for r in snap.rows)
+    assert len({r["run_id"] for r in snap.rows}) == 4
     # listed as a sweep, not as a run job (the Train / Inspect pages list run jobs only)
     assert manager.jobs() == [] and manager.jobs(kind="sweep") == [job] and manager.jobs(kind=None) == [job]
     # the same sweep again: every row from the cache, visible from the start
@@ -49,14 +56,18 @@ def test_sweep_job_finishes_with_every_row_and_is_cached(manager, micro_spec, tm
     assert again.wait(TIMEOUT)
     s2 = again.snapshot()
     assert s2.status == "finished" and s2.result["trained"] == 0 and "4 from the cache" in s2.message
-    assert len(s2.rows) == 4
+    assert len(s2.rows) == 4 and {r["run_id"] for r in s2.rows} == {r["run_id"] for r in snap.rows}
+    # unsaved (save_runs=False): the cached rows are used as they are, and no run is stored
+    unsaved = manager.submit_sweep(micro_spec, {"distill.temperature": [2.0]}, 1, save_runs=False)
+    assert unsaved.wait(TIMEOUT) and unsaved.snapshot().status == "finished"
+    assert "run_id" not in unsaved.snapshot().rows[0] and len(reg.list()) == 4
 
 
 def test_sweep_job_live_rows_and_stop_between_rows(manager, micro_spec):
     gate = threading.Event()
     calls = []
 
-    def slow_grid(spec, axes, seeds, cache_root=None, on_row=None, should_stop=None):
+    def slow_grid(spec, axes, seeds, cache_root=None, on_row=None, should_stop=None, store=None):
         res = GridResult(spec.name, axes, seeds, ())
         for seed in range(seeds):
             for v in axes["distill.temperature"]:

@@ -10,10 +10,11 @@ in with error bars.
 * :func:`sweep_to_query` / :func:`sweep_from_query` — the whole sweep in the URL (``base`` = a
   preset or ``current``; ``setup`` = the current setup as Setup's own query, JSON; ``knob1``,
   ``values1``, ``knob2``, ``values2``, ``seeds``, ``te`` / ``se`` = shorter training).
+* :func:`point_run_ids` / :func:`open_point` — every grid point × seed of a sweep is a stored run
+  (``submit_sweep`` saves them; each row names its ``run_id``): clicking a point of the KD-gain
+  chart, or picking it and pressing "Open on Compare", opens its runs (one per seed) selected on the
+  Compare page (``ui.compare.open_runs``).
 * :func:`render` — the page.
-
-Runs of a sweep do not create run folders (the grid keeps its rows in ``runs/sweeps/``), so a
-point cannot be opened on Compare.
 """
 
 from __future__ import annotations
@@ -181,6 +182,24 @@ def rows_total(axes: Mapping[str, list], seeds: int) -> int:
     return n
 
 
+def point_run_ids(rows, point: Mapping[str, Any]) -> list[str]:
+    """The stored runs of one grid point, one per seed in seed order (rows without a run skipped)."""
+    mine = [r for r in rows if r.get("point") == dict(point) and r.get("run_id")]
+    return [r["run_id"] for r in sorted(mine, key=lambda r: r.get("seed", 0))]
+
+
+def point_text(point: Mapping[str, Any], labels: Mapping[str, str]) -> str:
+    """``"temperature T = 2, student encoder width = 8"``: a grid point in the page's words."""
+    return ", ".join(f"{labels.get(f, f)} = {format_values([v])}" for f, v in point.items())
+
+
+def point_caption(sweep_name: str, point: Mapping[str, Any], labels: Mapping[str, str], rows) -> str:
+    """What the Compare page says about a grid point's runs: the sweep, the point, the seeds."""
+    seeds = sorted(r.get("seed", 0) for r in rows if r.get("point") == dict(point) and r.get("run_id"))
+    return (f"From the Explore sweep of **{sweep_name}**: the runs of the grid point **{point_text(point, labels)}**, "
+            f"one per seed (seeds {', '.join(str(s) for s in seeds)}).")
+
+
 def summary_of(snap) -> list[dict[str, Any]]:
     """Per grid point mean ± std and the verdict of a (live) sweep snapshot's rows."""
     axes = {k: list(v) for k, v in snap.axes.items()}
@@ -244,8 +263,58 @@ def sweep_from_query(params: Mapping[str, str]) -> tuple[dict[str, Any], Experim
 W = {"source": "ex-source", "preset": "ex-preset", "knob1": "ex-knob1", "values1": "ex-values1",
      "knob2": "ex-knob2", "values2": "ex-values2", "seeds": "ex-seeds", "te": "ex-te", "se": "ex-se"}
 JOB_KEY = "ex-job"
+CLICK_KEY = "ex-clicked"  # the grid point of the latest click on the KD-gain chart, until it is opened
 SOURCES = ("current setup", "a preset")
 POLL_S = float(os.environ.get("KDLAB_POLL_S", "0.5"))
+
+
+def open_point(snap, point: Mapping[str, Any], labels: Mapping[str, str]) -> None:
+    """Open the runs of ``point`` (a grid point of the sweep snapshot ``snap``) on the Compare page;
+    a warning instead when none of its rows has a stored run."""
+    import streamlit as st
+
+    from ui.compare import open_runs
+
+    ids = point_run_ids(snap.rows, point)
+    if not ids:
+        st.warning(f"No stored runs for {point_text(point, labels)} yet: its rows have not finished, or came from "
+                   "a sweep cached without runs (run the sweep again to store them).")
+        return
+    open_runs(ids, point_caption(snap.name, point, labels, snap.rows))
+
+
+def _on_gain_click() -> None:
+    """The KD-gain chart's selection changed: remember the clicked grid point (opened in the fragment)."""
+    import streamlit as st
+
+    from kdcore.viz.sweep import clicked_point
+
+    try:
+        points = list(st.session_state["ex-gain"]["selection"]["points"])
+    except (KeyError, TypeError):
+        points = []
+    point = next((p for p in map(clicked_point, points) if p is not None), None)
+    if point is not None:
+        st.session_state[CLICK_KEY] = point
+
+
+def _open_controls(snap, summary: list[dict[str, Any]], labels: Mapping[str, str]) -> None:
+    """The keyboard path to Compare: pick a grid point, press "Open on Compare"."""
+    import streamlit as st
+
+    from kdcore.viz.sweep import json_key
+
+    stored = {json_key(e["point"]): e["point"] for e in summary if point_run_ids(snap.rows, e["point"])}
+    if not stored:
+        return
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    _keep_option("ex-open-point", list(stored))
+    pick = c1.selectbox("a grid point's runs, one per seed", list(stored), key="ex-open-point",
+                        format_func=lambda k: f"{point_text(stored[k], labels)} "
+                                              f"({len(point_run_ids(snap.rows, stored[k]))} runs)")
+    if c2.button("Open on Compare", key="ex-open", icon=":material/compare_arrows:",
+                 help="The Compare page with this grid point's runs (one per seed) selected"):
+        open_point(snap, stored[pick], labels)
 
 
 def _apply_selection(sel: Mapping[str, Any]) -> None:
@@ -450,8 +519,9 @@ def render() -> None:
         share_txt = (f"the {' and the '.join(shared)} trained once per seed and shared by every grid point"
                      if shared else "every phase retrained at every grid point (the knob affects the teacher)")
         st.caption(f"{total // seeds} grid point{'s' if total // seeds > 1 else ''} × {seeds} seeds = {total} runs "
-                   f"of teacher, baseline and KD student — {share_txt}. Rows already computed are taken from "
-                   f"`{default_root() / 'sweeps'}`.")
+                   f"of teacher, baseline and KD student — {share_txt}. Every run is stored in "
+                   f"`{manager.run_root or default_root()}` (Compare lists it); rows already computed, with their "
+                   f"runs, are taken from `{default_root() / 'sweeps'}`.")
     if st.button("▶ Run the sweep", type="primary", key="ex-run", disabled=bool(errors)):
         job = manager.submit_sweep(base, axes, seeds, cache_root=default_root())
         ss[JOB_KEY] = job.id
@@ -459,8 +529,8 @@ def render() -> None:
 
     job = manager.get(ss.get(JOB_KEY))
     if job is None:
-        st.info("No sweep yet in this tab. Clicking a point does not open its runs on Compare: the runs of a sweep "
-                "keep only their numbers (in the sweep cache), not run folders.")
+        st.info("No sweep yet in this tab. Every run of a sweep is stored: click a point of its KD-gain chart to "
+                "open that grid point's runs (one per seed) on the Compare page.")
         return
     polling = not job.done
     ss["ex-polling"] = polling
@@ -489,8 +559,13 @@ def render() -> None:
         summary = summary_of(snap)
         axes_ = {k: list(v) for k, v in snap.axes.items()}
         labels = {f: label_of(f) for f in axes_}
+        clicked = ss.pop(CLICK_KEY, None)
+        if clicked is not None:
+            open_point(snap, clicked, labels)  # switches to Compare (or warns)
         if summary:
-            st.plotly_chart(gain_figure(summary, axes_, labels), key="ex-gain")
+            st.plotly_chart(gain_figure(summary, axes_, labels), key="ex-gain", on_select=_on_gain_click,
+                            selection_mode="points")
+            st.caption("Click a point to open its runs (one per seed) on the Compare page.")
             p1, p2 = st.columns(2)
             p1.plotly_chart(accuracy_figure(summary, axes_, labels), key="ex-acc")
             p2.plotly_chart(agreement_figure(summary, axes_, labels), key="ex-agree")
@@ -500,6 +575,7 @@ def render() -> None:
 
             st.download_button("Export rows as CSV", pd.DataFrame(rows_table(snap.rows)).to_csv(index=False),
                                file_name="kdlab-sweep.csv", mime="text/csv", key="ex-csv")
+            _open_controls(snap, summary, labels)
             if snap.seeds < 3:
                 st.caption("Fewer than 3 seeds: the verdicts say “too few seeds” — this is not evidence yet.")
         elif not snap.done:
@@ -511,5 +587,6 @@ def render() -> None:
     live()
 
 
-__all__ = ["Knob", "check_grid", "knobs_for", "label_of", "parse_values", "render", "suggested_sweeps",
-           "summary_of", "sweep_from_query", "sweep_to_query"]
+__all__ = ["Knob", "check_grid", "knobs_for", "label_of", "open_point", "parse_values", "point_caption",
+           "point_run_ids", "point_text", "render", "suggested_sweeps", "summary_of", "sweep_from_query",
+           "sweep_to_query"]

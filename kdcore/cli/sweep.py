@@ -26,6 +26,11 @@ def _sweep_args(p):
     p.add_argument("--ray-gpus", type=float, default=0.0, help="--backend ray: GPUs per task (default 0)")
     p.add_argument("--no-stack", action="store_true", help="--vary: train every student on its own (default: the "
                    "baseline and KD students of points that differ only in distill.* train as one stacked model)")
+    p.add_argument("--save", action="store_true", help="--vary: store every grid point x seed as a run (a run folder "
+                   "and a registry row under --runs-dir: listed by `runs`, opened on the Compare page); a cached row "
+                   "without a stored run trains again")
+    p.add_argument("--runs-dir", default=None, help="--vary: where the sweep cache (sweeps/) and, with --save, "
+                   "the run folders go (default: $KDLAB_RUNS_DIR or runs)")
     p.add_argument("--json", action="store_true")
 
 
@@ -38,13 +43,16 @@ def _sweep(args) -> int:
         raise UsageError("--seeds must be ≥ 1")
     if args.backend == "ray" and not args.vary:
         raise UsageError("--backend ray: give at least one --vary FIELD=V1,V2,... (a grid to hand out)")
+    if args.save and (not args.vary or args.backend == "ray"):
+        raise UsageError("--save stores the runs of a grid: give --vary FIELD=V1,V2,... with --backend local")
     if args.vary:
         from kdcore.pipeline.grid import parse_vary, run_grid
         from kdcore.store.registry import default_root
 
         try:
             axes = parse_vary(args.vary)
-            cache_root = None if args.no_cache else default_root()
+            root = args.runs_dir or default_root()
+            cache_root = None if args.no_cache else root
             if args.backend == "ray":
                 from kdcore.pipeline.ray_backend import run_grid_ray
 
@@ -52,8 +60,13 @@ def _sweep(args) -> int:
                                     address=args.ray_address, cpus_per_task=args.ray_cpus,
                                     gpus_per_task=args.ray_gpus, threads=max(1, int(args.ray_cpus)))
             else:
+                store = None
+                if args.save:
+                    from kdcore.store.sweep_store import SweepRunStore
+
+                    store = SweepRunStore(root)
                 grid = run_grid(spec, axes, args.seeds, progress=sys.stderr, cache_root=cache_root,
-                                stack=not args.no_stack)
+                                stack=not args.no_stack, store=store)
         except SpecError as exc:
             raise UsageError(str(exc)) from None
         print(json.dumps(grid.to_dict(), indent=2, default=str) if args.json else grid.table())

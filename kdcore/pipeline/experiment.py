@@ -65,6 +65,9 @@ class ExperimentResult:
     run_dir: str | None = None
     teacher_cache: str = ""
     data: dict[str, Any] = field(default_factory=dict)  # test_size, num_classes, chance, regime
+    # phases this run took from another run instead of training them (a sweep's shared teacher and
+    # baseline): phase -> the id of the run that trained it (None: that run was not stored)
+    adopted: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str | None:
@@ -78,9 +81,12 @@ class ExperimentResult:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "message": self.message, "run_dir": self.run_dir,
-                "teacher_cache": self.teacher_cache, "kd_gain": self.kd_gain, "data": self.data,
-                "phases": self.phases}
+        out = {"status": self.status, "message": self.message, "run_dir": self.run_dir,
+               "teacher_cache": self.teacher_cache, "kd_gain": self.kd_gain, "data": self.data,
+               "phases": self.phases}
+        if self.adopted:  # only in runs that share phases (a sweep's grid points)
+            out["adopted"] = dict(self.adopted)
+        return out
 
 
 class Experiment:
@@ -117,6 +123,10 @@ class Experiment:
         self.callbacks: list[Callback] = [PhaseMetrics(missing_modality_metrics), PhaseMetrics(efficiency_metrics),
                                           PhaseMetrics(fidelity_after_phase), *callbacks]
         self.phase_extra: dict[str, dict[str, float]] = {}  # extra metrics per phase, merged in the result
+        # phases taken from another experiment instead of trained here (a sweep's shared teacher and
+        # baseline, :meth:`adopt`): name -> the registry id of the run that trained it (None: not stored)
+        self.adopted: dict[str, str | None] = {}
+        self._started = self._ended = False  # :meth:`start` ran; ``on_run_end`` ran
 
     @property
     def run_dir(self) -> Path | None:
@@ -139,6 +149,14 @@ class Experiment:
         """Keep a phase's result and model (phases this experiment did not train itself: the ensemble)."""
         self.results[name] = result
         self.models[name] = model
+
+    def adopt(self, name: str, donor: "Experiment") -> None:
+        """Take the finished phase ``name`` (result, model, after-phase metrics) from ``donor``, an
+        experiment that trained it on the same data with the same seed (a sweep's shared phases), and
+        remember where it came from (:attr:`adopted`; ``adopted`` in the result)."""
+        self.record(name, donor.results[name], donor.models[name])
+        self.add_phase_metrics(name, dict(donor.phase_extra.get(name, {})))
+        self.adopted[name] = donor.adopted.get(name) or donor.run_id
 
     def add_phase_metrics(self, name: str, metrics: dict[str, float]) -> None:
         """Extra metrics of phase ``name``, merged into its row of the result."""
@@ -287,12 +305,22 @@ class Experiment:
         self.teacher_cache = TeacherCache.build(self.teacher, self.data.split("train"), spec.teacher_modalities(),
                                                 self.device, enabled=spec.train.teacher_cache)
 
-    def run(self) -> ExperimentResult:
-        spec = self.spec
+    def start(self) -> None:
+        """Begin the run, once: every callback's ``on_run_start`` (the run store creates the run folder
+        and subscribes to the events), then :class:`RunStarted`. :meth:`run` calls it; a caller that sets
+        an experiment up before running it (a stacked sweep group, :mod:`kdcore.pipeline.stacked_grid`)
+        calls it first, so what the set-up trains is stored with the run too."""
+        if self._started:
+            return
+        self._started = True
         for cb in ordered(self.callbacks):  # e.g. the run store creates the run folder
             cb.on_run_start(self)
+        self.emit(RunStarted(self.spec.name, self.phases(), str(self.run_dir) if self.run_dir else None))
+
+    def run(self) -> ExperimentResult:
+        spec = self.spec
+        self.start()
         result = None
-        self.emit(RunStarted(spec.name, self.phases(), str(self.run_dir) if self.run_dir else None))
         try:
             self.setup()
             from kdcore.core.spec import LossTerm
@@ -308,33 +336,58 @@ class Experiment:
                 self.run_phase(EXTRA_PHASES[extra](self))
             result = self._result(RunStatus.FINISHED)
             self.emit(RunFinished(result.to_dict()))
-        except StopRequested:
+        except Exception as exc:  # a stop, a divergence or a crash in a phase ends this run only
+            result = self._ended_by(exc)
+        finally:
+            self._end(result)
+        return result
+
+    def abandon(self, exc: BaseException, message: str = "") -> ExperimentResult | None:
+        """End a run that :meth:`start` began but whose :meth:`run` will not come, because ``exc``
+        stopped or broke the work it waited for (the stacked training of its sweep group): the result
+        of the phases it has, its terminal event and every ``on_run_end`` (the run store writes
+        ``result.json``). ``message`` replaces the failure's text. None, doing nothing, when the run
+        never started or has ended already."""
+        if not self._started or self._ended:
+            return None
+        result = self._ended_by(exc, message)
+        self._end(result)
+        return result
+
+    def _ended_by(self, exc: BaseException, message: str = "") -> ExperimentResult:
+        """The result of a run that ``exc`` ended (stopped, diverged or failed), its terminal event emitted."""
+        spec = self.spec
+        if isinstance(exc, StopRequested):
             result = self._result(RunStatus.STOPPED, "stopped by the user")
             self.emit(RunStopped(self._phase))
-        except Diverged as exc:
-            result = self._result(RunStatus.DIVERGED, str(exc))
-            self.emit(RunDiverged(exc.phase, exc.step, str(exc)))
-        except Exception as exc:  # a crash in a phase ends this run only
-            msg = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, torch.cuda.OutOfMemoryError):
-                msg = (f"CUDA out of memory in phase {self._phase} with train.batch_size="
-                       f"{spec.train.batch_size}: try a smaller batch size (e.g. {max(1, spec.train.batch_size // 2)})"
-                       f", smaller models (width / feature_dim) or train.device=cpu")
-            result = self._result(RunStatus.FAILED, msg)
-            self.error_traceback = traceback.format_exc()
-            self.emit(RunFailed(self._phase, msg))
-        finally:
-            # a run that ended without a result (KeyboardInterrupt, SystemExit) is stored as interrupted
-            self.final = result if result is not None else self._result(RunStatus.FAILED, "interrupted")
-            failed = None
-            for cb in ordered(self.callbacks):  # every one runs (the store last), even after one raised
-                try:
-                    cb.on_run_end(self, self.final)
-                except Exception as exc:  # noqa: BLE001 - re-raised below, once the store has written
-                    failed = failed or exc
-            if failed is not None:
-                raise failed
+            return result
+        if isinstance(exc, Diverged):
+            result = self._result(RunStatus.DIVERGED, message or str(exc))
+            self.emit(RunDiverged(exc.phase, exc.step, message or str(exc)))
+            return result
+        msg = message or f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            msg = (f"CUDA out of memory in phase {self._phase} with train.batch_size="
+                   f"{spec.train.batch_size}: try a smaller batch size (e.g. {max(1, spec.train.batch_size // 2)})"
+                   f", smaller models (width / feature_dim) or train.device=cpu")
+        result = self._result(RunStatus.FAILED, msg)
+        self.error_traceback = "".join(traceback.format_exception(exc))
+        self.emit(RunFailed(self._phase, msg))
         return result
+
+    def _end(self, result: ExperimentResult | None) -> None:
+        """Every callback's ``on_run_end`` (the store last), even after one raised; a run that ended
+        without a result (KeyboardInterrupt, SystemExit) is stored as interrupted."""
+        self._ended = True
+        self.final = result if result is not None else self._result(RunStatus.FAILED, "interrupted")
+        failed = None
+        for cb in ordered(self.callbacks):  # every one runs (the store last), even after one raised
+            try:
+                cb.on_run_end(self, self.final)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, once the store has written
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def _result(self, status: RunStatus, message: str = "") -> ExperimentResult:
         phases = {}
@@ -346,7 +399,8 @@ class Experiment:
                             **(res.history[-1]["extra"] if res.history else {}),
                             **self.phase_extra.get(name, {})}
         return ExperimentResult(status, phases, message, str(self.run_dir) if self.run_dir else None,
-                                self.teacher_cache.describe() if self.teacher_cache else "", self._data_info())
+                                self.teacher_cache.describe() if self.teacher_cache else "", self._data_info(),
+                                dict(self.adopted))
 
     def _data_info(self) -> dict[str, Any]:
         """What a verdict needs to know about the data: test-set size and chance level (the most

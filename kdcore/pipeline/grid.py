@@ -17,6 +17,15 @@ data, same seed, same weights), so a shared run equals a full run of the same sp
 Caching. Each (grid point, seed) row is stored in a JSON file named after the base spec and the
 grid (``runs/sweeps/<hash>.json``); a rerun only trains the rows that are missing, so an interrupted
 sweep resumes where it stopped.
+
+Saving (optional: ``run_grid(..., store=...)``, a :class:`RunStore` such as
+``kdcore.store.sweep_store.SweepRunStore``; the app's sweeps, ``sweep --save``). Every grid point ×
+seed experiment then gets the store's callbacks (the run store's ``RunRecorder``: a run folder and a
+registry row), is named after its point (``"multiview-kd · temperature=2 · seed 1"``, the sweep and
+the point in its description), and its row keeps its ``run_id``; a phase it shares is stored in its
+folder too and named, with the run that trained it, under ``adopted`` in its result (and
+``shared_from`` in the row). A cached row without a stored run is trained again. Without a store,
+nothing but the cache is written.
 """
 
 from __future__ import annotations
@@ -27,9 +36,10 @@ import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from kdcore.pipeline.experiment import Experiment
+from kdcore.train.callbacks import Callback
 from kdcore.train.trainer import StopRequested
 from kdcore.core.verdict import seed_verdict
 from kdcore.core.spec import ExperimentSpec, SpecError, apply_assignment, validate_spec
@@ -93,26 +103,132 @@ def _split_values(raw: str) -> list[str]:
     return out
 
 
-def point_spec(base: ExperimentSpec, point: dict[str, Any], seed: int) -> ExperimentSpec:
+def point_spec(base: ExperimentSpec, point: dict[str, Any], seed: int, name: str | None = None,
+               description: str | None = None) -> ExperimentSpec:
+    """The spec of one (grid point, seed): ``base`` with the point's fields and ``data.seed``
+    (and the run's ``name`` / ``description`` when given)."""
     data = base.to_dict()
     for key, value in point.items():
         apply_assignment(data, f"{key}={json.dumps(value)}")
     data["data"]["seed"] = seed
+    if name is not None:
+        data["name"] = name
+    if description is not None:
+        data["description"] = description
     return validate_spec(data)
+
+
+def point_label(point: dict[str, Any]) -> str:
+    """A short label of a grid point: ``{"distill.temperature": 2}`` → ``"temperature=2"``: the last
+    part of each field, more parts where that would be generic (``kd.weight=0.5``) or ambiguous."""
+    fields = list(point)
+
+    def short(f: str, n: int) -> str:
+        return ".".join(f.split(".")[-n:])
+
+    out = []
+    for f in fields:
+        n = 2 if f.split(".")[-1] in ("weight", "params") else 1
+        while n < len(f.split(".")) and sum(short(g, n) == short(f, n) for g in fields) > 1:
+            n += 1
+        out.append(f"{short(f, n)}={_value_text(point[f])}")
+    return ", ".join(out)
+
+
+def _value_text(v: Any) -> str:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return f"{v:g}"
+    return v if isinstance(v, str) else json.dumps(v, default=str)
+
+
+def point_run_name(base_name: str, point: dict[str, Any], seed: int) -> str:
+    """The name of a saved grid point's run: ``"multiview-kd · temperature=2 · seed 1"`` (within the
+    spec's 80 characters: the base name is shortened first)."""
+    tail = f" · {point_label(point)} · seed {seed}"
+    room = 80 - len(tail)
+    if room < 8:  # a very long label: keep the seed, cut the label
+        return (f"{base_name[:20]} · {point_label(point)}")[:80 - len(f" · seed {seed}")] + f" · seed {seed}"
+    return (base_name if len(base_name) <= room else base_name[:room - 1] + "…") + tail
+
+
+class RunStore(Protocol):
+    """Where a saved sweep stores its runs (``run_grid(..., store=...)``; implemented above this
+    layer, by ``kdcore.store.sweep_store.SweepRunStore``)."""
+
+    def callbacks(self) -> list[Callback]:
+        """The callbacks that store one more experiment (a run folder and a registry row)."""
+
+    def has_run(self, run_id: str) -> bool:
+        """Whether a finished run with this id is stored, with its result."""
+
+
+class _RunsBegun(Callback):
+    """Keeps ``runs`` = the experiments of a saved sweep that began and have not ended (a stop or a
+    failure during a stacked group's training leaves the group's other runs begun)."""
+
+    def __init__(self, runs: list[Experiment]):
+        self.runs = runs
+
+    def on_run_start(self, experiment: Any) -> None:
+        self.runs.append(experiment)
+
+    def on_run_end(self, experiment: Any, result: Any) -> None:
+        if experiment in self.runs:
+            self.runs.remove(experiment)
+
+
+@dataclass
+class _Saving:
+    """How a saved sweep stores its experiments: the store's callbacks, each run's name and
+    description, and the runs begun but not ended (ended by :meth:`abandon_begun`)."""
+
+    store: RunStore
+    base: ExperimentSpec
+    axes: dict[str, list[Any]]
+    seeds: int
+    sweep: str  # the sweep's id: its cache file's stem ("" without a cache)
+    begun: list[Experiment] = field(default_factory=list)
+
+    def spec(self, point: dict[str, Any], seed: int) -> ExperimentSpec:
+        over = "; ".join(f"{f} = {', '.join(json.dumps(v, default=str) for v in vs)}" for f, vs in self.axes.items())
+        desc = (f"Grid point {point_label(point)}, seed {seed} (of seeds 0–{self.seeds - 1}), of the sweep "
+                f"{self.sweep + ' ' if self.sweep else ''}of {self.base.name} over {over}. Phases shared with the "
+                "seed's other grid points are under `adopted` in result.json, with the run that trained them.")
+        return point_spec(self.base, point, seed, point_run_name(self.base.name, point, seed), desc)
+
+    def callbacks(self) -> list[Callback]:
+        return [*self.store.callbacks(), _RunsBegun(self.begun)]
+
+    def has_run(self, row: dict[str, Any]) -> bool:
+        return bool(row.get("run_id")) and self.store.has_run(row["run_id"])
+
+    def abandon_begun(self, exc: BaseException) -> None:
+        """End every run begun and not ended (stopped by a stop, failed by anything else), so no
+        stored run stays ``running``."""
+        why = "" if isinstance(exc, StopRequested) else \
+            f"not trained: the sweep failed before this grid point's run ({type(exc).__name__}: {exc})"
+        for exp in list(self.begun):
+            exp.abandon(exc, why)
+
+
+def _spec_of(base: ExperimentSpec, point: dict[str, Any], seed: int, saving: _Saving | None) -> ExperimentSpec:
+    return saving.spec(point, seed) if saving is not None else point_spec(base, point, seed)
+
+
+def _callbacks_of(saving: _Saving | None) -> list[Callback]:
+    return saving.callbacks() if saving is not None else []
 
 
 class _SharingExperiment(Experiment):
     """An experiment that takes the named phases from a donor experiment of the same seed."""
 
     def __init__(self, spec: ExperimentSpec, donor: Experiment | None, share: tuple[str, ...],
-                 should_stop=None):
-        super().__init__(spec, should_stop=should_stop)
+                 should_stop=None, callbacks: list[Callback] | tuple[Callback, ...] = ()):
+        super().__init__(spec, callbacks=callbacks, should_stop=should_stop)
         self.donor, self.share = donor, set(share) if donor is not None else set()
 
     def _adopt(self, name: str) -> None:
-        d = self.donor
-        self.record(name, d.results[name], d.models[name])
-        self.add_phase_metrics(name, dict(d.phase_extra.get(name, {})))
+        self.adopt(name, self.donor)
 
     def _teacher(self) -> None:
         if "teacher" not in self.share:
@@ -204,6 +320,10 @@ class GridResult:
         lines.append(f"Test accuracy %, mean ± std over {self.seeds} seeds; gain paired per seed. Shared: {shared}. "
                      f"Rows trained now: {self.trained} of {len(self.rows)} (the rest from {self.cache_file or 'no cache'}).")
         lines += [f"Students trained together: {note}" for note in self.stacked]
+        stored = [r["run_id"] for r in self.rows if r.get("run_id")]
+        if stored:
+            lines.append(f"Stored runs: {len(stored)} of {len(self.rows)} rows (one per grid point and seed; "
+                         f"`python -m kdcore runs`, the Compare page), e.g. {stored[0]}.")
         return "\n".join(lines)
 
 
@@ -248,75 +368,101 @@ def start_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int,
 
 
 def run_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int, progress: TextIO | None = None,
-             cache_root: str | Path | None = None, on_row=None, should_stop=None, stack: bool = True) -> GridResult:
+             cache_root: str | Path | None = None, on_row=None, should_stop=None, stack: bool = True,
+             store: RunStore | None = None) -> GridResult:
     """Train the grid (``axes`` × seeds 0..seeds−1), reusing shared phases and cached rows.
 
     ``on_row(row)`` is called after every finished row (the app's live chart); ``should_stop()``
     is checked between rows. ``stack``: train the students of every group of points that differ only
-    in ``distill.*`` together (:mod:`kdcore.pipeline.stacked_grid`; ``result.stacked`` says how)."""
+    in ``distill.*`` together (:mod:`kdcore.pipeline.stacked_grid`; ``result.stacked`` says how).
+    ``store``: save every grid point × seed as a stored run (module docstring, "Saving")."""
     result, path, cache = start_grid(base, axes, seeds, cache_root)
-    points = result.points()
-    for seed in range(seeds):
-        todo = []
-        for point in points:
-            key = point_key(point, seed)
-            if key in cache:
-                result.rows.append(cache[key])
-            else:
-                todo.append(point)
-        runs = (_stacked_runs(base, todo, seed, should_stop, result.stacked) if stack
-                else _sequential_runs(base, todo, seed, should_stop))
-        try:
-            for point, exp, res in runs:
-                if res.status == "stopped":
-                    return result
-                if res.status != "finished":
-                    raise RuntimeError(f"{point} seed {seed}: run {res.status}: {res.message}")
-                key = point_key(point, seed)
-                row = {"point": point, "seed": seed, "acc": result_row(res),
-                       "shared": sorted(exp.share)}
-                result.rows.append(row)
-                result.trained += 1
-                cache[key] = row
-                if path is not None:
-                    save_cache(path, cache)
-                if progress is not None:
-                    a = row["acc"]
-                    progress.write(f"[{base.name}] {point} seed {seed}: baseline {100 * a['baseline']:.1f} "
-                                   f"kd {100 * a['kd']:.1f}" + (f" (shared: {', '.join(row['shared'])})"
-                                                               if row["shared"] else "") + "\n")
-                    progress.flush()
-                if on_row is not None:
-                    on_row(row)
-        except StopRequested:
-            return result
-        if should_stop is not None and should_stop():
-            return result
+    saving = None if store is None else _Saving(store, base, dict(axes), seeds, path.stem if path else "")
+    try:
+        _train_rows(result, base, cache, path, progress, on_row, should_stop, stack, saving)
+    except BaseException as exc:
+        if saving is not None:
+            saving.abandon_begun(exc)
+        if not isinstance(exc, StopRequested):
+            raise
+    if saving is not None:  # a stop inside a stacked group leaves its other runs begun: they stopped too
+        saving.abandon_begun(StopRequested())
     return result
 
 
-def _sequential_runs(base: ExperimentSpec, todo: list[dict[str, Any]], seed: int, should_stop=None):
+def _train_rows(result: GridResult, base: ExperimentSpec, cache: dict[str, Any], path: Path | None,
+                progress: TextIO | None, on_row, should_stop, stack: bool, saving: _Saving | None) -> None:
+    """Fill ``result.rows`` seed by seed: cached rows first, then the missing ones trained (and
+    cached); returns early when a run stops, raises ``StopRequested`` when stopped mid-group."""
+    points = result.points()
+    for seed in range(result.seeds):
+        todo = []
+        for point in points:
+            key = point_key(point, seed)
+            if key in cache and (saving is None or saving.has_run(cache[key])):
+                result.rows.append(cache[key])
+            else:
+                todo.append(point)
+        runs = (_stacked_runs(base, todo, seed, should_stop, result.stacked, saving) if stack
+                else _sequential_runs(base, todo, seed, should_stop, saving))
+        for point, exp, res in runs:
+            if res.status == "stopped":
+                return
+            if res.status != "finished":
+                raise RuntimeError(f"{point} seed {seed}: run {res.status}: {res.message}")
+            row = _row(point, seed, exp, res, saving)
+            result.rows.append(row)
+            result.trained += 1
+            cache[point_key(point, seed)] = row
+            if path is not None:
+                save_cache(path, cache)
+            if progress is not None:
+                a = row["acc"]
+                progress.write(f"[{base.name}] {point} seed {seed}: baseline {100 * a['baseline']:.1f} "
+                               f"kd {100 * a['kd']:.1f}" + (f" (shared: {', '.join(row['shared'])})"
+                                                           if row["shared"] else "") + "\n")
+                progress.flush()
+            if on_row is not None:
+                on_row(row)
+        if should_stop is not None and should_stop():
+            return
+
+
+def _row(point: dict[str, Any], seed: int, exp: Experiment, res, saving: _Saving | None) -> dict[str, Any]:
+    """The cached row of one finished (grid point, seed) run; a saved run's row names its run and,
+    per shared phase, the run that trained it."""
+    row: dict[str, Any] = {"point": point, "seed": seed, "acc": result_row(res), "shared": sorted(exp.share)}
+    if saving is not None:
+        row["run_id"] = exp.run_id
+        row["shared_from"] = dict(exp.adopted)
+    return row
+
+
+def _sequential_runs(base: ExperimentSpec, todo: list[dict[str, Any]], seed: int, should_stop=None,
+                     saving: _Saving | None = None):
     """One run per grid point of ``seed``, sharing the phases a varied field cannot affect."""
     donors: dict[tuple, Experiment] = {}  # per seed: the first experiment of each group of points
     for point in todo:
         if should_stop is not None and should_stop():
             return
-        spec = point_spec(base, point, seed)
+        spec = _spec_of(base, point, seed, saving)
         b_key, t_key = ("b", _affecting(point, KD_ONLY)), ("t", _affecting(point, TEACHER_FREE))
         # should_stop: a stop ends the row in training, not only between rows
         if b_key in donors:
-            exp = _SharingExperiment(spec, donors[b_key], ("teacher", "baseline"), should_stop)
+            donor, share = donors[b_key], ("teacher", "baseline")
         elif t_key in donors:
-            exp = _SharingExperiment(spec, donors[t_key], ("teacher",), should_stop)
+            donor, share = donors[t_key], ("teacher",)
         else:
-            exp = _SharingExperiment(spec, None, (), should_stop)
+            donor, share = None, ()
+        exp = _SharingExperiment(spec, donor, share, should_stop, _callbacks_of(saving))
         res = exp.run()
         yield point, exp, res
         donors.setdefault(b_key, exp)
         donors.setdefault(t_key, exp)
 
 
-def _stacked_runs(base: ExperimentSpec, todo: list[dict[str, Any]], seed: int, should_stop, notes: list[str]):
+def _stacked_runs(base: ExperimentSpec, todo: list[dict[str, Any]], seed: int, should_stop, notes: list[str],
+                  saving: _Saving | None = None):
     """The grid points of ``seed`` grouped by what is not ``distill.*``; each group's students
     (baseline and KD) train as one stacked model (:mod:`kdcore.pipeline.stacked_grid`)."""
     from kdcore.pipeline.stacked_grid import run_stacked_groups
@@ -324,9 +470,10 @@ def _stacked_runs(base: ExperimentSpec, todo: list[dict[str, Any]], seed: int, s
     if base.student.kind == "tree":  # boosted trees grow one at a time (LightGBM), nothing to stack
         if todo:
             notes.append(f"seed {seed}: one at a time: tree students (student.kind=tree) are not stacked")
-        return _sequential_runs(base, todo, seed, should_stop)
+        return _sequential_runs(base, todo, seed, should_stop, saving)
     groups: dict[tuple, list] = {}
     for point in todo:
         groups.setdefault(_affecting(point, KD_ONLY), []).append(
-            (point, point_spec(base, point, seed), _affecting(point, TEACHER_FREE)))
-    return run_stacked_groups(list(groups.values()), seed, should_stop, notes)
+            (point, _spec_of(base, point, seed, saving), _affecting(point, TEACHER_FREE)))
+    return run_stacked_groups(list(groups.values()), seed, should_stop, notes,
+                              callbacks=saving.callbacks if saving is not None else None)

@@ -24,6 +24,7 @@ from kdcore.core.events import PhaseFinished
 from kdcore.core.spec import ExperimentSpec, LossTerm
 from kdcore.models import count_parameters
 from kdcore.pipeline.experiment import Experiment
+from kdcore.train.callbacks import Callback
 from kdcore.train.stacked import stack_reason, train_group
 from kdcore.train.trainer import Diverged, PhaseResult, PhaseRun
 
@@ -33,8 +34,8 @@ class StackMember(Experiment):
     phases may already be trained (in a stack) — ``trained[name] = (model, result, extra or None)``."""
 
     def __init__(self, spec: ExperimentSpec, teacher_donor: Experiment | None = None,
-                 should_stop: Callable[[], bool] | None = None):
-        super().__init__(spec, should_stop=should_stop)
+                 should_stop: Callable[[], bool] | None = None, callbacks: list[Callback] | tuple[Callback, ...] = ()):
+        super().__init__(spec, callbacks=callbacks, should_stop=should_stop)
         self.donor = teacher_donor
         self.share: set[str] = {"teacher"} if teacher_donor is not None else set()
         self.trained: dict[str, tuple[nn.Module, PhaseResult, dict[str, float] | None]] = {}
@@ -42,6 +43,7 @@ class StackMember(Experiment):
 
     def setup(self) -> None:
         if self.data is None:  # set up once, before the stack trains; run() then reuses it
+            self.start()  # the run begins first: a stored run records its teacher and stacked students
             super().setup()
 
     def _teacher(self) -> None:
@@ -50,8 +52,7 @@ class StackMember(Experiment):
         d = self.donor  # as grid._SharingExperiment adopts a shared teacher
         for name in d.results:
             if name.startswith("teacher") or name == "ensemble":
-                self.record(name, d.results[name], d.models[name])
-                self.add_phase_metrics(name, dict(d.phase_extra.get(name, {})))
+                self.adopt(name, d)
         self.teacher = d.teacher
         self.models["teacher"] = d.models["teacher"]
 
@@ -75,17 +76,21 @@ class StackMember(Experiment):
 
 def run_stacked_groups(groups: list[list[tuple[Any, ExperimentSpec, Any]]], seed: int,
                        should_stop: Callable[[], bool] | None = None, notes: list[str] | None = None,
-                       stack: bool = True) -> Iterator[tuple[Any, Experiment, Any]]:
+                       stack: bool = True, callbacks: Callable[[], list[Callback]] | None = None,
+                       ) -> Iterator[tuple[Any, Experiment, Any]]:
     """Train each group of ``(point, spec, teacher key)`` (points of seed ``seed`` that differ only
     in ``distill.*``) with its students stacked; yields ``(point, experiment, result)`` per point as
     its run ends. ``notes`` gets one line per group saying what was stacked and what was shared.
-    Points with equal teacher keys share the teacher. Raises ``StopRequested`` when stopped."""
+    Points with equal teacher keys share the teacher. Raises ``StopRequested`` when stopped.
+    ``callbacks()``: each point's experiment-level callbacks (a saved sweep's run store; never on
+    the stacked phases, which would then train one at a time)."""
+    new_callbacks = callbacks or list
     teachers: dict[Any, Experiment] = {}
     stop = should_stop or (lambda: False)
     for group in groups:
         t_key = group[0][2]
-        lead = StackMember(group[0][1], teachers.get(t_key), stop)
-        members = [lead] + [StackMember(spec, lead, stop) for _, spec, _ in group[1:]]
+        lead = StackMember(group[0][1], teachers.get(t_key), stop, new_callbacks())
+        members = [lead] + [StackMember(spec, lead, stop, new_callbacks()) for _, spec, _ in group[1:]]
         for m in members:
             m.setup()  # the lead trains (or adopts) the teacher; the others adopt the lead's
         teachers.setdefault(t_key, lead)
@@ -117,5 +122,6 @@ def run_stacked_groups(groups: list[list[tuple[Any, ExperimentSpec, Any]]], seed
                 m.trained["baseline"] = (lead.models["baseline"], lead.results["baseline"],
                                          lead.phase_extra.get("baseline", {}))
                 m.share = {"teacher", "baseline"}
+                m.adopted["baseline"] = lead.run_id
             res = m.run()
             yield point, m, res

@@ -16,6 +16,8 @@ bounded buffers), and the pages read immutable :class:`JobSnapshot` objects.
 * A *sweep* job (:meth:`JobManager.submit_sweep`, :class:`SweepJob`) runs a whole grid
   (``kdcore.pipeline.grid.run_grid``) in one slot of the same queue and cap; it stops between grid
   rows, and ``manager.jobs()`` lists run jobs only (``jobs(kind="sweep")``, ``jobs(kind=None)``).
+  Unless ``save_runs=False``, every grid point × seed is stored as a run under the run root
+  (``kdcore.store.sweep_store``), and each row names its ``run_id``.
 """
 
 from __future__ import annotations
@@ -487,16 +489,20 @@ class JobManager:
             rec.id, root, subscribers=subs, callbacks=cbs, should_stop=stop))
 
     def submit_sweep(self, spec: ExperimentSpec, axes: Mapping[str, list], seeds: int,
-                     cache_root: str | Path | None = None, grid: Callable[..., Any] | None = None) -> "SweepJob":
+                     cache_root: str | Path | None = None, grid: Callable[..., Any] | None = None,
+                     save_runs: bool = True) -> "SweepJob":
         """Queue a grid sweep of ``spec`` over ``axes`` × seeds 0..seeds−1 (``run_grid``; ``grid``
-        replaces it, for tests). Rows are cached under ``cache_root`` (default: the run root)."""
+        replaces it, for tests, and gets ``store=`` too). Rows are cached under ``cache_root``
+        (default: the run root); ``save_runs``: every grid point × seed is also a stored run (a run
+        folder and a registry row under the run root, so Compare can open it)."""
         if not isinstance(spec, ExperimentSpec):
             raise TypeError("submit_sweep expects an ExperimentSpec")
         if not axes or seeds < 1:
             raise ValueError("a sweep needs at least one field to vary and seeds ≥ 1")
         with self._lock:
             job = SweepJob(f"sweep-{next(self._ids)}-{int(time.time() * 1000) % 100000:05d}", spec, self, axes,
-                           seeds, cache_root if cache_root is not None else (self.run_root or runs_dir()), grid)
+                           seeds, cache_root if cache_root is not None else (self.run_root or runs_dir()), grid,
+                           save_runs=save_runs)
             self._jobs[job.id] = job
             self._queue.append(job)
             self._prune()
@@ -580,7 +586,7 @@ class SweepSnapshot:
     axes: Mapping[str, tuple]
     seeds: int
     total: int  # rows in the whole grid (points × seeds)
-    rows: tuple[dict, ...]  # kdcore.pipeline.grid rows: {"point", "seed", "acc", "shared"}
+    rows: tuple[dict, ...]  # kdcore.pipeline.grid rows: {"point", "seed", "acc", "shared"[, "run_id", "shared_from"]}
     result: dict | None  # GridResult.to_dict() once the grid returned
     kind: str = "sweep"
 
@@ -595,14 +601,17 @@ class SweepSnapshot:
 
 class SweepJob(Job):
     """A grid sweep as one job: the thread calls ``run_grid(spec, axes, seeds, cache_root=...,
-    on_row=..., should_stop=...)``; rows already in the grid's cache are visible from the start.
+    on_row=..., should_stop=..., store=...)`` (``store``: the runs' store, None with
+    ``save_runs=False``); rows already in the grid's cache are visible from the start (when saving,
+    those whose run is stored: the others train again).
     A stop ends it between two rows (status ``stopped``, the finished rows kept); a crash marks it
     ``failed`` with its message."""
 
     kind = "sweep"
 
     def __init__(self, job_id: str, spec: ExperimentSpec, manager: "JobManager", axes: Mapping[str, list],
-                 seeds: int, cache_root: str | Path | None, grid: Callable[..., Any] | None = None):
+                 seeds: int, cache_root: str | Path | None, grid: Callable[..., Any] | None = None,
+                 save_runs: bool = True):
         super().__init__(job_id, spec, manager, buffer_cap=manager.buffer_cap)
         self.axes = {k: list(v) for k, v in axes.items()}
         self.seeds = int(seeds)
@@ -610,9 +619,16 @@ class SweepJob(Job):
         self.grid = grid
         self.total = self.seeds * _product(len(v) for v in self.axes.values())
         self._rows: list[dict] = []
+        self.store = None
+        if save_runs:
+            from kdcore.store.sweep_store import SweepRunStore
+
+            self.store = SweepRunStore(manager.run_root or runs_dir())
 
     def _on_row(self, row: dict) -> None:
+        """A finished row; it replaces a cached row of the same grid point and seed (retrained)."""
         with self._lock:
+            self._rows = [r for r in self._rows if (r.get("point"), r.get("seed")) != (row["point"], row["seed"])]
             self._rows.append(row)
 
     def _cached_rows(self) -> list[dict]:
@@ -628,7 +644,10 @@ class SweepJob(Job):
             cache = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return []
-        return [r for r in cache.values() if isinstance(r, dict) and r.get("seed", self.seeds) < self.seeds]
+        rows = [r for r in cache.values() if isinstance(r, dict) and r.get("seed", self.seeds) < self.seeds]
+        if self.store is not None:  # saving: a row without its stored run trains again
+            rows = [r for r in rows if r.get("run_id") and self.store.has_run(r["run_id"])]
+        return rows
 
     def _work(self) -> None:
         grid = self.grid
@@ -638,7 +657,7 @@ class SweepJob(Job):
                 with self._lock:
                     self._rows = self._cached_rows()
         res = grid(self.spec, self.axes, self.seeds, cache_root=self.cache_root, on_row=self._on_row,
-                   should_stop=self._should_stop)
+                   should_stop=self._should_stop, store=self.store)
         with self._lock:
             self._rows = list(res.rows)
         n, trained = len(res.rows), getattr(res, "trained", len(res.rows))

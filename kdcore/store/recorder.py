@@ -3,7 +3,9 @@
 ``Experiment(spec, callbacks=[RunRecorder(root)])`` gives the run a folder under ``root``
 (``spec.yaml``, ``metrics.jsonl``, ``run.log``, ``checkpoints/``, ``result.json``), a row in the
 SQLite registry kept in step with its events, a resumable checkpoint after every epoch and the best
-weights of every finished phase. ``RunRecorder(root, resume=run_dir)`` continues a stored run:
+weights of every finished phase — also of a phase the experiment adopted from another one (a sweep's
+shared teacher and baseline, ``experiment.adopted``), stored when the run ends, so the folder holds
+every phase its result reports. ``RunRecorder(root, resume=run_dir)`` continues a stored run:
 finished phases are loaded instead of retrained (:meth:`load_phase`), the interrupted one goes on
 from its last epoch checkpoint (:meth:`on_phase_start`). The experiment itself writes nothing.
 """
@@ -18,7 +20,7 @@ from kdcore.models.checkpoints import save_state
 from kdcore.models.tree import TreeStudent, has_tree_checkpoint
 from kdcore.store import resume as resume_store
 from kdcore.store.folder import RunFolderWriter, new_run_dir
-from kdcore.store.registry import set_run_result, track_run
+from kdcore.store.registry import append_log, set_run_result, track_run
 from kdcore.train.callbacks import Callback
 
 
@@ -53,12 +55,38 @@ class RunRecorder(Callback):
             return
         if experiment.error_traceback:
             (self.run_dir / "error.log").write_text(experiment.error_traceback, encoding="utf-8")
+        try:
+            self._store_adopted(experiment)
+        except Exception as exc:  # noqa: BLE001 - the run's own result must still be written
+            append_log(self.run_dir, f"could not store the weights of the adopted phases: {type(exc).__name__}: {exc}")
         data = result.to_dict()
         (self.run_dir / "result.json").write_text(json.dumps(data, indent=2))
         if self._writer is not None:
             self._writer.close()
         if self.run_id is not None:
             set_run_result(self.run_id, self.run_dir, data)
+
+    def _store_adopted(self, experiment: Any) -> None:
+        """The best weights of every phase the run took from another run (``experiment.adopted``) into
+        this run's ``checkpoints/``, with the phase's result; without an RNG state (it is not this run's).
+        A phase with no weights of its own (the ensemble) is skipped."""
+        ck = self.run_dir / "checkpoints"
+        for name, source in getattr(experiment, "adopted", {}).items():
+            res, model = experiment.results.get(name), experiment.models.get(name)
+            if res is None:
+                continue
+            saved = True
+            if isinstance(model, TreeStudent):
+                model.info.setdefault("result", resume_store.result_record(res))
+                model.save(ck, name)
+            elif res.best_state:
+                meta = {k: v for k, v in resume_store.phase_metadata(res).items() if k != "rng_torch"}
+                save_state(res.best_state, ck / f"{name}.safetensors", meta)
+            else:
+                saved = False
+            append_log(self.run_dir, f"phase {name}: adopted from run {source or '(not stored)'}, which trained it "
+                                     "(shared by the grid points of a sweep seed)"
+                                     + ("; its weights are stored here too" if saved else ""))
 
     # ---- phases --------------------------------------------------------------------------
     def load_phase(self, run):

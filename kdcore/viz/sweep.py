@@ -98,7 +98,8 @@ def _line_name(second: str | None, value: Any, labels: Mapping[str, str], prefix
 def gain_figure(summary: Sequence[Mapping[str, Any]], axes: Mapping[str, Sequence[Any]],
                 labels: Mapping[str, str] | None = None, uirevision: str = "sweep-gain") -> go.Figure:
     """KD − baseline (test accuracy points, paired per seed): mean with ± std error bars over seeds,
-    against the first knob; one line (one colour) per value of the second knob."""
+    against the first knob; one line (one colour) per value of the second knob. Each marker's
+    ``customdata`` is ``[std, seeds, verdict, the grid point as JSON]`` (:func:`clicked_point`)."""
     labels = dict(labels or {})
     fields = list(axes)
     second = fields[1] if len(fields) > 1 else None
@@ -111,7 +112,8 @@ def gain_figure(summary: Sequence[Mapping[str, Any]], axes: Mapping[str, Sequenc
             x=[_x(e["point"][fields[0]]) for e in entries], y=[e["gain"]["mean"] for e in entries],
             error_y={"type": "data", "array": [e["gain"]["std"] for e in entries], "visible": True,
                      "thickness": 1.5, "width": 6},
-            customdata=[[e["gain"]["std"], e["n"], e.get("verdict", "")] for e in entries],
+            # the 4th item names the grid point (its JSON), so a clicked point says which it is
+            customdata=[[e["gain"]["std"], e["n"], e.get("verdict", ""), json_key(e["point"])] for e in entries],
             hovertemplate=("%{x}: %{y:+.1f} ± %{customdata[0]:.1f} points over %{customdata[1]} seeds"
                            "<br>%{customdata[2]}<extra>" + name + "</extra>"),
             mode="lines+markers", name=name, showlegend=second is not None,
@@ -178,6 +180,21 @@ def agreement_figure(summary: Sequence[Mapping[str, Any]], axes: Mapping[str, Se
                                        labels, "agreement with the teacher (%)", uirevision, names))
 
 
+def clicked_point(point: Any) -> dict[str, Any] | None:
+    """The grid point of a selected marker of :func:`gain_figure` (one item of a plotly selection's
+    ``points``, as Streamlit reports it), or None when it is not one of those markers."""
+    import json
+
+    data = point.get("customdata") if isinstance(point, Mapping) else None
+    if not isinstance(data, (list, tuple)) or len(data) < 4 or not isinstance(data[3], str):
+        return None
+    try:
+        value = json.loads(data[3])
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def verdict_rows(summary: Sequence[Mapping[str, Any]], axes: Mapping[str, Sequence[Any]],
                  labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """One row per finished grid point: the knob values, accuracy mean ± std, the paired gain and
@@ -202,7 +219,8 @@ def verdict_rows(summary: Sequence[Mapping[str, Any]], axes: Mapping[str, Sequen
 
 def rows_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The raw (grid point, seed) rows flattened for CSV: one column per knob, the seed, then every
-    accuracy / agreement metric (fractions, as the engine stores them) and what was shared."""
+    accuracy / agreement metric (fractions, as the engine stores them), what was shared and the
+    row's stored run ("" when the sweep did not store its runs)."""
     out = []
     for r in rows:
         flat: dict[str, Any] = dict(r["point"])
@@ -211,8 +229,10 @@ def rows_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if "kd" in flat and "baseline" in flat:
             flat["kd_gain_points"] = 100 * (flat["kd"] - flat["baseline"])
         flat["shared"] = " ".join(r.get("shared") or [])
+        flat["run_id"] = r.get("run_id") or ""  # the stored run of a saved sweep's row
         out.append(flat)
     return out
 
 
-__all__ = ["accuracy_figure", "agreement_figure", "gain_figure", "rows_table", "verdict_rows", "x_axis"]
+__all__ = ["accuracy_figure", "agreement_figure", "clicked_point", "gain_figure", "rows_table", "verdict_rows",
+           "x_axis"]
