@@ -81,6 +81,8 @@ def test_suggested_gamma_sweep_runs_to_completion_with_chart_and_verdicts(open_p
     at.number_input(key="ex-se").set_value(2).run()
     no_exception(at)
     assert not at.error
+    assert at.checkbox(key="ex-together").value is False  # seed by seed: the chart fills in as seeds finish
+    at.checkbox(key="ex-together").check().run()  # here: every seed's teachers and students stacked at once
     at.button(key="ex-run").click().run()
     no_exception(at)
     from ui.state import get_manager
@@ -89,6 +91,7 @@ def test_suggested_gamma_sweep_runs_to_completion_with_chart_and_verdicts(open_p
     assert len(sweeps) == 1 and get_manager().jobs() == []
     job = sweeps[0]
     assert job.spec.train.teacher_epochs == 2 and job.spec.train.student_epochs == 2 and job.total == 20
+    assert job.stack_seeds is True
     assert job.wait(TIMEOUT), "the sweep did not finish"
     at.run()
     no_exception(at)
@@ -104,6 +107,8 @@ def test_suggested_gamma_sweep_runs_to_completion_with_chart_and_verdicts(open_p
     assert any(t.startswith("Agreement with the teacher vs") for t in titles)
     table = at.dataframe[0].value
     assert len(table) == 4 and "verdict" in table.columns and set(table["seeds"]) == {5}
+    # γ changes the data, so every grid point × seed has its own teacher: 20 teachers in one stack
+    assert any("teachers: stacked: 20 students" in n for n in snap.result["stacked"]), snap.result["stacked"]
     assert at.get("download_button")
     # the URL holds the whole sweep
     q = {k: at.query_params[k] for k in at.query_params}

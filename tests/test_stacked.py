@@ -280,14 +280,38 @@ def test_grid_stacks_the_students_of_a_seed_and_matches_one_at_a_time():
     axes = {"distill.temperature": [2.0, 4.0]}
     stacked = run_grid(spec, axes, seeds=1, stack=True)
     alone = run_grid(spec, axes, seeds=1, stack=False)
-    assert len(stacked.stacked) == 1 and "stacked: 3 students (baseline, kd, kd)" in stacked.stacked[0]
-    assert "teacher and baseline shared" in stacked.stacked[0]
+    assert len(stacked.stacked) == 2 and "stacked: 3 students (baseline, kd, kd)" in stacked.stacked[0]
+    assert "teacher and baseline shared" in stacked.stacked[1]
     assert "Students trained together: seed 0" in stacked.table()
     assert [r["shared"] for r in stacked.rows] == [r["shared"] for r in alone.rows] == [[], ["baseline", "teacher"]]
     for a, b in zip(stacked.rows, alone.rows):
         assert a["point"] == b["point"]
         for phase in ("teacher", "baseline", "kd"):
             assert a["acc"][phase] == pytest.approx(b["acc"][phase], abs=1e-9), phase
+
+
+def test_grid_stacks_teachers_and_students_across_seeds_and_matches_one_at_a_time():
+    """Two seeds × two temperatures: the two seeds' teachers train as one stack, then the students of
+    both seeds (2 baselines + 4 KD students) as another; every row's numbers are those of the
+    sweep trained one run at a time (to float rounding: at most one test sample apart), and
+    seed by seed stacking (``stack_seeds=False``) gives the same rows too."""
+    spec = load_preset("digits-av").with_overrides(FAST)
+    axes = {"distill.temperature": [2.0, 4.0]}
+    together = run_grid(spec, axes, seeds=2, stack=True)
+    per_seed = run_grid(spec, axes, seeds=2, stack=True, stack_seeds=False)
+    alone = run_grid(spec, axes, seeds=2, stack=False)
+    assert any(n.startswith("seeds 0, 1, teachers: stacked: 2 students (teacher, teacher)") and "across 2 seeds" in n
+               for n in together.stacked), together.stacked
+    assert any("students: stacked: 6 students (baseline, kd, kd, baseline" in n or
+               "students: stacked: 6 students (baseline ×2, kd ×4)" in n for n in together.stacked), together.stacked
+    assert not any("teachers" in n for n in per_seed.stacked)
+    n_test = 1.01 / 360
+    key = lambda r: (r["seed"], json.dumps(r["point"]))  # noqa: E731
+    for rows in (together.rows, per_seed.rows):
+        assert sorted(map(key, rows)) == sorted(map(key, alone.rows))
+        for a, b in zip(sorted(rows, key=key), sorted(alone.rows, key=key)):
+            for phase in ("teacher", "baseline", "kd"):
+                assert a["acc"][phase] == pytest.approx(b["acc"][phase], abs=n_test), (a, b, phase)
 
 
 def test_sweep_bench_tiny(tmp_path, capsys):
@@ -305,3 +329,14 @@ def test_sweep_bench_tiny(tmp_path, capsys):
     assert main(["bench", "--sweep", "--counts", "2,x"]) == 2
     assert "--counts" in capsys.readouterr().err
     assert main(["bench", "--sweep", "--counts", "1"]) == 2
+
+
+def test_cli_seed_by_seed_stacks_one_seed_at_a_time(capsys):
+    from kdcore.cli.main import main
+
+    args = ["sweep", "--preset", "digits-av", *[a for s in FAST for a in ("--set", s)], "--seeds", "2",
+            "--vary", "distill.temperature=2,4", "--no-cache", "--json"]
+    assert main([*args, "--seed-by-seed"]) == 0
+    notes = json.loads(capsys.readouterr().out)["stacked"]
+    assert [n.split(":")[0] for n in notes if "students:" in n] == ["seed 0, students", "seed 1, students"]
+    assert not any("teachers" in n for n in notes)

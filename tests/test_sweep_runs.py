@@ -50,8 +50,9 @@ def test_point_names():
 def test_saved_stacked_sweep_rows_name_complete_runs_and_stay_stacked(tmp_path):
     root = tmp_path / "runs"
     grid = run_grid(micro(), AXES, seeds=2, cache_root=root, store=SweepRunStore(root), stack=True)
-    # still stacked: one stack per seed, the baseline and both KD students in it
-    assert len(grid.stacked) == 2 and all("stacked: 3 students (baseline, kd, kd)" in n for n in grid.stacked)
+    # still stacked: the two seeds' teachers in one stack, their baselines and KD students in another
+    assert any("teachers: stacked: 2 students (teacher, teacher)" in n for n in grid.stacked), grid.stacked
+    assert any("students: stacked: 6 students (baseline ×2, kd ×4)" in n for n in grid.stacked), grid.stacked
     assert grid.trained == 4 and len({r["run_id"] for r in grid.rows}) == 4
     plain = run_grid(micro(), AXES, seeds=2, stack=True)  # the same sweep unsaved: the same numbers
     for row, other in zip(grid.rows, plain.rows):
@@ -71,7 +72,7 @@ def test_saved_stacked_sweep_rows_name_complete_runs_and_stay_stacked(tmp_path):
         assert spec["data"]["seed"] == row["seed"] and spec["distill"]["temperature"] == t
         assert "Grid point temperature=" in spec["description"] and Path(grid.cache_file).stem in spec["description"]
         kd_start = next(e for e in events(folder) if e["kind"] == "PhaseStarted" and e["phase"] == "kd")
-        assert kd_start["stacked"].startswith("stacked: 3 students"), kd_start  # trained in the stack
+        assert kd_start["stacked"].startswith("stacked: 6 students"), kd_start  # trained in the stack
         if row["shared"]:  # the seed's other point: teacher and baseline from the lead's run, said so
             assert row["shared_from"] == result["adopted"] == {"teacher": leads[row["seed"]],
                                                                "baseline": leads[row["seed"]]}

@@ -19,6 +19,8 @@ def bench_args(p) -> None:
                    "students), and a 4-value x 3-seed temperature sweep vs one run; JSON under benchmarks/results/")
     p.add_argument("--counts", default="2,4,8,16", help="--sweep: numbers of stacked students (default 2,4,8,16)")
     p.add_argument("--no-grid", action="store_true", help="--sweep: skip the temperature sweep vs one run")
+    p.add_argument("--grid-repeats", type=int, default=3, help="--sweep: interleaved repeats of one run and the "
+                   "sweep (default 3; the ratio is median over median)")
 
 
 def bench_run(args) -> int:
@@ -28,6 +30,8 @@ def bench_run(args) -> int:
     args.threads = args.threads if args.threads is not None else (2 if sweep else 1)
     if not 1 <= args.repeats <= 100:
         raise UsageError("--repeats must be between 1 and 100")
+    if not 1 <= args.grid_repeats <= 20:
+        raise UsageError("--grid-repeats must be between 1 and 20")
     if not 1 <= args.epochs <= 1000:
         raise UsageError("--epochs must be between 1 and 1000")
     if not 1 <= args.threads <= 256:
@@ -61,7 +65,7 @@ def _sweep_bench(args, overrides: list[str]) -> int:
     spec = spec_from_args(args)
     try:
         main_sweep_bench(spec, args.repeats, args.threads, args.json, grid_spec=grid_spec, counts=counts,
-                         progress=lambda s: print(s, file=sys.stderr, flush=True))
+                         progress=lambda s: print(s, file=sys.stderr, flush=True), grid_repeats=args.grid_repeats)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return 0

@@ -26,6 +26,9 @@ def _sweep_args(p):
     p.add_argument("--ray-gpus", type=float, default=0.0, help="--backend ray: GPUs per task (default 0)")
     p.add_argument("--no-stack", action="store_true", help="--vary: train every student on its own (default: the "
                    "baseline and KD students of points that differ only in distill.* train as one stacked model)")
+    p.add_argument("--seed-by-seed", action="store_true", help="--vary: stack the students of one seed at a time, "
+                   "so rows arrive seed by seed (default: the teachers and students of every seed train together: "
+                   "the same numbers, faster)")
     p.add_argument("--save", action="store_true", help="--vary: store every grid point x seed as a run (a run folder "
                    "and a registry row under --runs-dir: listed by `runs`, opened on the Compare page); a cached row "
                    "without a stored run trains again")
@@ -66,7 +69,7 @@ def _sweep(args) -> int:
 
                     store = SweepRunStore(root)
                 grid = run_grid(spec, axes, args.seeds, progress=sys.stderr, cache_root=cache_root,
-                                stack=not args.no_stack, store=store)
+                                stack=not args.no_stack, store=store, stack_seeds=not args.seed_by_seed)
         except SpecError as exc:
             raise UsageError(str(exc)) from None
         print(json.dumps(grid.to_dict(), indent=2, default=str) if args.json else grid.table())

@@ -10,9 +10,12 @@ speech + text, GRU text encoder):
    the variants, so a load spike from other processes hits all of them; the report gives the
    median wall seconds per student and the ratio stacked / sequential (1.00 = no gain).
 2. **A temperature sweep vs one run** (off with ``--no-grid``): the wall time of
-   ``run_grid(spec, {distill.temperature: [1, 2, 4, 8]}, seeds=3)`` (stacked, nothing cached)
-   against one ``Experiment(spec).run()``, both in this process, at the spec's own epochs (not
-   ``--epochs``, which sizes part 1 only).
+   ``run_grid(spec, {distill.temperature: [1, 2, 4, 8]}, seeds=3)`` (stacked, nothing cached) —
+   every seed's teachers and students together, and seed by seed — against one
+   ``Experiment(spec).run()``, all in this process, at the spec's own epochs (not ``--epochs``,
+   which sizes part 1 only). Runs and sweeps alternate (``grid_repeats`` of each, then the
+   seed-by-seed sweep and a last run) and the ratio is median over median, so neither a slow
+   first run nor a slow stretch of a shared machine decides it.
 
 Wall clock (``perf_counter``) and process CPU time (``process_time``, less sensitive to other
 processes on a shared machine) with ``threads`` torch threads; the machine's load average is
@@ -56,7 +59,7 @@ def _kd_cfgs(lead: Experiment, n: int):
 
 def run_sweep_bench(spec: ExperimentSpec, counts: tuple[int, ...] = (2, 4, 8, 16), repeats: int = 1,
                     threads: int = 2, grid_spec: ExperimentSpec | None = None, seeds: int = 3,
-                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                    progress: Callable[[str], None] | None = None, grid_repeats: int = 3) -> dict[str, Any]:
     from kdcore.pipeline.grid import run_grid
     from kdcore.train.stacked import stack_reason, train_stacked
     from kdcore.train.trainer import train_phase
@@ -109,19 +112,41 @@ def run_sweep_bench(spec: ExperimentSpec, counts: tuple[int, ...] = (2, 4, 8, 16
                                       "repeats_s": [round(x, 3) for x in v]} for n, v in stacked.items()}
     report["sequential_repeats_s"] = [round(x, 3) for x in seq]
     if grid_spec is not None:
+        report["grid_repeats"] = grid_repeats
         report["grid_student_epochs"] = grid_spec.train.student_epochs
         report["grid_teacher_epochs"] = grid_spec.train.teacher_epochs
-        t = time.perf_counter()
-        one = Experiment(grid_spec).run()
-        one_s = time.perf_counter() - t
-        say(f"one run of {spec.name}: {one_s:.1f} s ({one.status}, load {_load()})")
-        t = time.perf_counter()
-        g = run_grid(grid_spec, {"distill.temperature": [1.0, 2.0, 4.0, 8.0]}, seeds, cache_root=None, stack=True)
-        grid_s = time.perf_counter() - t
-        say(f"4 x {seeds} temperature sweep: {grid_s:.1f} s (load {_load()})")
-        report["grid"] = {"one_run_s": round(one_s, 2), "sweep_4x%d_s" % seeds: round(grid_s, 2),
-                          "ratio": round(grid_s / one_s, 3), "stacked": g.stacked,
-                          "naive_estimate_s": round(4 * seeds * one_s, 1)}
+        def timed(what: str, fn) -> tuple[float, float, Any]:
+            t, c = time.perf_counter(), time.process_time()
+            out = fn()
+            dt, dc = time.perf_counter() - t, time.process_time() - c
+            say(f"{what}: {dt:.1f} s (CPU {dc:.1f} s, load {_load()})")
+            return dt, dc, out
+
+        def one_run():
+            return Experiment(grid_spec).run()
+
+        def sweep(stack_seeds: bool):
+            return lambda: run_grid(grid_spec, {"distill.temperature": [1.0, 2.0, 4.0, 8.0]}, seeds,
+                                    cache_root=None, stack=True, stack_seeds=stack_seeds)
+
+        # interleaved, so a slower or faster stretch of a shared machine hits both: one run, the sweep
+        # (every seed together), ... (grid_repeats times), the sweep seed by seed once, one run again;
+        # the ratio is median over median (wall) and the same for process CPU time
+        runs, sweeps = [], []
+        g = None
+        for _ in range(grid_repeats):
+            runs.append(timed(f"one run of {spec.name}", one_run)[:2])
+            dt, dc, g = timed(f"4 x {seeds} temperature sweep, seeds together", sweep(True))
+            sweeps.append((dt, dc))
+        by_seed = timed(f"4 x {seeds} temperature sweep, seed by seed", sweep(False))[:2]
+        runs.append(timed(f"one run of {spec.name}", one_run)[:2])
+        one_s, one_c = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        grid_s, grid_c = statistics.median(x[0] for x in sweeps), statistics.median(x[1] for x in sweeps)
+        report["grid"] = {"one_run_s": round(one_s, 2), "one_run_repeats_s": [round(r[0], 2) for r in runs],
+                          "sweep_4x%d_s" % seeds: round(grid_s, 2), "sweep_repeats_s": [round(x[0], 2) for x in sweeps],
+                          "ratio": round(grid_s / one_s, 3), "cpu_ratio": round(grid_c / one_c, 3),
+                          "seed_by_seed_s": round(by_seed[0], 2), "seed_by_seed_ratio": round(by_seed[0] / one_s, 3),
+                          "stacked": g.stacked, "naive_estimate_s": round(4 * seeds * one_s, 1)}
     report["load_end"] = _load()
     return report
 
@@ -139,16 +164,19 @@ def sweep_bench_table(rep: dict[str, Any]) -> str:
         key = next(k for k in g if k.startswith("sweep_"))
         lines.append(f"temperature sweep {key[6:-2]} ({rep['grid_teacher_epochs']} teacher / "
                      f"{rep['grid_student_epochs']} student epochs): {g[key]:.1f} s vs one run "
-                     f"{g['one_run_s']:.1f} s → "
-                     f"{g['ratio']:.2f}× (run one at a time it would be ~{g['naive_estimate_s']:.0f} s)")
+                     f"{g['one_run_s']:.1f} s (medians of {rep['grid_repeats']} interleaved repeats) → "
+                     f"{g['ratio']:.2f}× (process CPU {g['cpu_ratio']:.2f}×) with every seed's students stacked "
+                     "together "
+                     f"(seed by seed: {g['seed_by_seed_s']:.1f} s = {g['seed_by_seed_ratio']:.2f}×; "
+                     f"run one at a time it would be ~{g['naive_estimate_s']:.0f} s)")
     return "\n".join(lines)
 
 
 def main_sweep_bench(spec: ExperimentSpec, repeats: int, threads: int, as_json: bool,
                      grid_spec: ExperimentSpec | None = None,
                      counts: tuple[int, ...] = (2, 4, 8, 16), out_dir: str | Path | None = "benchmarks/results",
-                     progress=None) -> dict[str, Any]:
-    rep = run_sweep_bench(spec, counts, repeats, threads, grid_spec, progress=progress)
+                     progress=None, grid_repeats: int = 3) -> dict[str, Any]:
+    rep = run_sweep_bench(spec, counts, repeats, threads, grid_spec, progress=progress, grid_repeats=grid_repeats)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

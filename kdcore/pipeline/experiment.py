@@ -253,10 +253,21 @@ class Experiment:
                                 count_parameters(run.model), res.seconds, extra))
         return res
 
-    def _teacher(self) -> None:
+    def teacher_phase(self) -> tuple[MultimodalNet, PhaseConfig | None]:
+        """The teacher network (its initial weights drawn from ``data.seed``) and its training phase
+        (None when it is loaded from a checkpoint or trains no epoch); the data must be loaded."""
         spec = self.spec
         torch.manual_seed(spec.data.seed)
         teacher = build_model(spec.teacher, spec.teacher_modalities(), self.data).to(self.device)
+        if spec.teacher.checkpoint or spec.train.teacher_epochs <= 0:
+            return teacher, None
+        return teacher, ce_phase("teacher", teacher, spec.teacher_modalities(), self.data,
+                                 epochs=spec.train.teacher_epochs, lr=spec.train.teacher_lr or spec.train.lr,
+                                 seed=spec.data.seed, device=self.device, train_labels=self.teacher_labels())
+
+    def _teacher(self) -> None:
+        spec = self.spec
+        teacher, cfg = self.teacher_phase()
         if spec.teacher.checkpoint:
             load_into(teacher, spec.teacher.checkpoint)
             from kdcore.train.evaluate import evaluate
@@ -269,12 +280,8 @@ class Experiment:
             run.result = res
             self.emit(PhaseFinished("teacher", 0, va.acc, te.acc, count_parameters(teacher), 0.0,
                                     {"loaded": 1.0, **self._phase_end(run)}))
-        else:
-            cfg = ce_phase("teacher", teacher, spec.teacher_modalities(), self.data,
-                           epochs=spec.train.teacher_epochs, lr=spec.train.teacher_lr or spec.train.lr,
-                           seed=spec.data.seed, device=self.device, train_labels=self.teacher_labels())
-            if spec.train.teacher_epochs > 0:
-                self.run_phase(cfg)
+        elif cfg is not None:
+            self.run_phase(cfg)
         teacher.eval()
         teacher.requires_grad_(False)
         self.teacher = teacher
@@ -291,13 +298,20 @@ class Experiment:
         self.add_phase_metrics(run.name, extra)
         return extra
 
-    def setup(self) -> None:
-        """Load data, train/load the teacher, draw the student's initial weights, build the cache."""
+    def load_data(self) -> None:
+        """Load the data and plan its regime (who sees which label), once."""
+        if self.data is not None:
+            return
         spec = self.spec
         self._phase = "data"
         self.data = load_data(spec.data)
         regime = None if spec.data.regime.is_default() else spec.data.regime
         self.regime = plan_regime(regime, self.data.split("train").labels, self.data.num_classes, spec.data.seed)
+
+    def setup(self) -> None:
+        """Load data, train/load the teacher, draw the student's initial weights, build the cache."""
+        spec = self.spec
+        self.load_data()
         self._teacher()
         torch.manual_seed(spec.data.seed + 1)
         init = build_model(spec.student, spec.student_modalities(), self.data)

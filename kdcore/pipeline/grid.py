@@ -369,17 +369,19 @@ def start_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int,
 
 def run_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int, progress: TextIO | None = None,
              cache_root: str | Path | None = None, on_row=None, should_stop=None, stack: bool = True,
-             store: RunStore | None = None) -> GridResult:
+             store: RunStore | None = None, stack_seeds: bool = True) -> GridResult:
     """Train the grid (``axes`` × seeds 0..seeds−1), reusing shared phases and cached rows.
 
     ``on_row(row)`` is called after every finished row (the app's live chart); ``should_stop()``
     is checked between rows. ``stack``: train the students of every group of points that differ only
-    in ``distill.*`` together (:mod:`kdcore.pipeline.stacked_grid`; ``result.stacked`` says how).
+    in ``distill.*`` together (:mod:`kdcore.pipeline.stacked_grid`; ``result.stacked`` says how),
+    and, with ``stack_seeds``, the teachers and students of every seed at once (faster; the rows
+    then all arrive at the end instead of seed by seed).
     ``store``: save every grid point × seed as a stored run (module docstring, "Saving")."""
     result, path, cache = start_grid(base, axes, seeds, cache_root)
     saving = None if store is None else _Saving(store, base, dict(axes), seeds, path.stem if path else "")
     try:
-        _train_rows(result, base, cache, path, progress, on_row, should_stop, stack, saving)
+        _train_rows(result, base, cache, path, progress, on_row, should_stop, stack, saving, stack_seeds)
     except BaseException as exc:
         if saving is not None:
             saving.abandon_begun(exc)
@@ -391,21 +393,28 @@ def run_grid(base: ExperimentSpec, axes: dict[str, list[Any]], seeds: int, progr
 
 
 def _train_rows(result: GridResult, base: ExperimentSpec, cache: dict[str, Any], path: Path | None,
-                progress: TextIO | None, on_row, should_stop, stack: bool, saving: _Saving | None) -> None:
-    """Fill ``result.rows`` seed by seed: cached rows first, then the missing ones trained (and
-    cached); returns early when a run stops, raises ``StopRequested`` when stopped mid-group."""
+                progress: TextIO | None, on_row, should_stop, stack: bool, saving: _Saving | None,
+                stack_seeds: bool = True) -> None:
+    """Fill ``result.rows``: cached rows first, then the missing ones trained (and cached) — seed by
+    seed, or every seed at once when the students of all seeds train stacked (``stack_seeds``);
+    returns early when a run stops, raises ``StopRequested`` when stopped mid-group."""
     points = result.points()
-    for seed in range(result.seeds):
-        todo = []
-        for point in points:
-            key = point_key(point, seed)
-            if key in cache and (saving is None or saving.has_run(cache[key])):
-                result.rows.append(cache[key])
-            else:
-                todo.append(point)
-        runs = (_stacked_runs(base, todo, seed, should_stop, result.stacked, saving) if stack
-                else _sequential_runs(base, todo, seed, should_stop, saving))
-        for point, exp, res in runs:
+    rounds = [list(range(result.seeds))] if (stack and stack_seeds) else [[s] for s in range(result.seeds)]
+    for seeds in rounds:
+        todo: dict[int, list[dict[str, Any]]] = {}
+        for seed in seeds:
+            for point in points:
+                key = point_key(point, seed)
+                if key in cache and (saving is None or saving.has_run(cache[key])):
+                    result.rows.append(cache[key])
+                else:
+                    todo.setdefault(seed, []).append(point)
+        if stack:
+            runs = _stacked_runs(base, todo, should_stop, result.stacked, saving)
+        else:
+            runs = ((seed, *run) for seed in seeds for run in _sequential_runs(base, todo.get(seed, []), seed,
+                                                                               should_stop, saving))
+        for seed, point, exp, res in runs:
             if res.status == "stopped":
                 return
             if res.status != "finished":
@@ -461,19 +470,26 @@ def _sequential_runs(base: ExperimentSpec, todo: list[dict[str, Any]], seed: int
         donors.setdefault(t_key, exp)
 
 
-def _stacked_runs(base: ExperimentSpec, todo: list[dict[str, Any]], seed: int, should_stop, notes: list[str],
+def _stacked_runs(base: ExperimentSpec, todo: dict[int, list[dict[str, Any]]], should_stop, notes: list[str],
                   saving: _Saving | None = None):
-    """The grid points of ``seed`` grouped by what is not ``distill.*``; each group's students
-    (baseline and KD) train as one stacked model (:mod:`kdcore.pipeline.stacked_grid`)."""
+    """The grid points of every seed in ``todo`` grouped (per seed) by what is not ``distill.*``;
+    the teachers and the students (baseline and KD) of all of them train in as few stacked models
+    as they allow (:mod:`kdcore.pipeline.stacked_grid`). Yields ``(seed, point, experiment, result)``."""
     from kdcore.pipeline.stacked_grid import run_stacked_groups
 
     if base.student.kind == "tree":  # boosted trees grow one at a time (LightGBM), nothing to stack
-        if todo:
+        for seed, points in todo.items():
             notes.append(f"seed {seed}: one at a time: tree students (student.kind=tree) are not stacked")
-        return _sequential_runs(base, todo, seed, should_stop, saving)
-    groups: dict[tuple, list] = {}
-    for point in todo:
-        groups.setdefault(_affecting(point, KD_ONLY), []).append(
-            (point, _spec_of(base, point, seed, saving), _affecting(point, TEACHER_FREE)))
-    return run_stacked_groups(list(groups.values()), seed, should_stop, notes,
-                              callbacks=saving.callbacks if saving is not None else None)
+            for run in _sequential_runs(base, points, seed, should_stop, saving):
+                yield (seed, *run)
+        return
+    groups: list[tuple[int, list]] = []
+    for seed, points in todo.items():
+        by_key: dict[tuple, list] = {}
+        for point in points:
+            by_key.setdefault(_affecting(point, KD_ONLY), []).append(
+                (point, _spec_of(base, point, seed, saving), _affecting(point, TEACHER_FREE)))
+        groups += [(seed, group) for group in by_key.values()]
+    if groups:
+        yield from run_stacked_groups(groups, should_stop, notes,
+                                      callbacks=saving.callbacks if saving is not None else None)

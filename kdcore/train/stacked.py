@@ -614,6 +614,14 @@ def train_stacked(cfgs: list[PhaseConfig], data: TensorData, train: TrainSpec, d
     return results
 
 
+def phase_names(cfgs: list[PhaseConfig]) -> str:
+    """``baseline, kd, kd`` — or, for more than four, ``baseline ×3, kd ×12``."""
+    names = [c.name for c in cfgs]
+    if len(names) <= 4:
+        return ", ".join(names)
+    return ", ".join(f"{n} ×{names.count(n)}" for n in dict.fromkeys(names))
+
+
 def train_group(cfgs: list[PhaseConfig], data: TensorData, train: TrainSpec, device: torch.device,
                 emits: list[Emit], should_stop: Callable[[], bool],
                 stack: bool = True, datas: list[TensorData] | None = None) -> tuple[list[PhaseResult], str]:
@@ -627,7 +635,7 @@ def train_group(cfgs: list[PhaseConfig], data: TensorData, train: TrainSpec, dev
     if not why:
         seeds = sorted({c.seed for c in cfgs})
         across = f" across {len(seeds)} seeds" if len(seeds) > 1 else ""
-        note = f"stacked: {len(cfgs)} students ({', '.join(c.name for c in cfgs)}) trained as one model{across}"
+        note = f"stacked: {len(cfgs)} students ({phase_names(cfgs)}) trained as one model{across}"
         return train_stacked(cfgs, data, train, device, emits, should_stop, note, datas), note
     note = f"one at a time: {why}"
     results = []
