@@ -157,18 +157,24 @@ def test_losses_inside_the_vmap_equal_sequential_and_refusals_say_why():
     stacked, note = train_group(cfgs, data, train, device, [ev.append for ev in st_events], lambda: False)
     assert note.startswith("stacked: 3 students")
     for i in range(3):
-        a = [e for e in seq_events[i] if isinstance(e, StepLosses)]
-        b = [e for e in st_events[i] if isinstance(e, StepLosses)]
-        assert len(a) == len(b) > 2
-        for x, y in zip(a, b):
-            assert (x.step, x.temperature, x.lr, x.weights, x.terms.keys()) == (y.step, y.temperature, y.lr, y.weights,
-                                                                                y.terms.keys())
-            assert abs(x.total - y.total) < 1e-4 and all(
-                abs(x.terms[k] - y.terms[k]) / max(1.0, abs(x.terms[k])) < 1e-4 for k in x.terms), (i, x, y)
-        assert [e.val_acc for e in seq_events[i] if isinstance(e, EpochMetrics)] == [
-            e.val_acc for e in st_events[i] if isinstance(e, EpochMetrics)]
-        assert (stacked[i].best_epoch, stacked[i].val_acc, stacked[i].test_acc) == (
-            seq[i].best_epoch, seq[i].val_acc, seq[i].test_acc)
+        _assert_same_training(seq_events[i], st_events[i], seq[i], stacked[i])
+
+
+def _assert_same_training(seq_events, st_events, seq, stacked):
+    """One student trained alone vs in a stack: every step's terms within 1e-4 (float rounding),
+    every epoch's validation accuracy, the best epoch and the test accuracy equal."""
+    a = [e for e in seq_events if isinstance(e, StepLosses)]
+    b = [e for e in st_events if isinstance(e, StepLosses)]
+    assert len(a) == len(b) > 2
+    for x, y in zip(a, b):
+        assert (x.step, x.temperature, x.lr, x.weights, x.terms.keys()) == (y.step, y.temperature, y.lr, y.weights,
+                                                                            y.terms.keys())
+        assert abs(x.total - y.total) < 1e-4 and all(
+            abs(x.terms[k] - y.terms[k]) / max(1.0, abs(x.terms[k])) < 1e-4 for k in x.terms), (x, y)
+    assert [e.val_acc for e in seq_events if isinstance(e, EpochMetrics)] == [
+        e.val_acc for e in st_events if isinstance(e, EpochMetrics)]
+    assert (stacked.best_epoch, stacked.val_acc, stacked.test_acc) == (seq.best_epoch, seq.val_acc, seq.test_acc)
+
 
 def test_masked_dropout_is_f_dropout_for_the_same_random_numbers():
     """The per-member dropout of students of different seeds: the mask drawn from a generator seeded
@@ -236,15 +242,7 @@ def test_students_of_different_seeds_stack_and_equal_training_each_alone(with_ba
                 [e.val_acc for e in st_events[i] if isinstance(e, EpochMetrics)], abs=1.01 / n_val)
             assert stacked[i].best_epoch == seq[i].best_epoch
             continue
-        for x, y in zip(a, b):
-            assert (x.step, x.temperature, x.lr, x.weights, x.terms.keys()) == (y.step, y.temperature, y.lr, y.weights,
-                                                                                y.terms.keys())
-            assert abs(x.total - y.total) < 1e-4 and all(
-                abs(x.terms[k] - y.terms[k]) / max(1.0, abs(x.terms[k])) < 1e-4 for k in x.terms), (i, x, y)
-        assert [e.val_acc for e in seq_events[i] if isinstance(e, EpochMetrics)] == [
-            e.val_acc for e in st_events[i] if isinstance(e, EpochMetrics)]
-        assert (stacked[i].best_epoch, stacked[i].val_acc, stacked[i].test_acc) == (
-            seq[i].best_epoch, seq[i].val_acc, seq[i].test_acc)
+        _assert_same_training(seq_events[i], st_events[i], seq[i], stacked[i])
 
 
 def test_what_cannot_be_stacked_says_why_and_trains_alone():

@@ -1,34 +1,42 @@
 """Several student phases trained together as one stacked model (issue #13).
 
-Students that share the architecture, the initial weights, the training rows and labels, the
-data order and the dropout stream (same ``PhaseConfig.seed``), the epochs and the learning rate —
-the baseline and the KD students of one sweep seed, or KD students that differ only in
-``distill.*`` — run as one model: :func:`torch.func.stack_module_state` stacks their parameters
-and buffers along a new leading dimension, :func:`torch.func.vmap` over
-:func:`torch.func.functional_call` runs all of them on a batch in one pass (``nn.GRU`` is
-replaced by the equal :class:`~kdcore.models.stackable.BatchableGRU`, since ``vmap`` has no rule
-for ``aten::gru``), and one optimiser steps the stacked tensors.
+Students that share the architecture, the epochs, the learning rate and the number of steps per
+epoch — the baseline and the KD students of a sweep seed, KD students that differ only in
+``distill.*``, the teachers or students of different seeds — run as one model:
+:func:`torch.func.stack_module_state` stacks their parameters and buffers along a new leading
+dimension, :func:`torch.func.vmap` over :func:`torch.func.functional_call` runs all of them on a
+batch in one pass (``nn.GRU`` is replaced by the equal :class:`~kdcore.models.stackable.BatchableGRU`,
+since ``vmap`` has no rule for ``aten::gru``), and one optimiser steps the stacked tensors.
+
+Members train on *streams* (:func:`_streams`): members with the same data, seed, rows and labels
+(and teacher, when they distil) share one; each stream has its own batches, data order and
+dropout masks, exactly those its members would see trained alone. With one stream the batch is
+shared (``in_dims=None``); with several the inputs, labels and teacher logits are stacked per
+member and the network's dropout takes per-member masks (:class:`~kdcore.models.stackable.MaskedDropout`).
 
 Why the result equals training each student alone with :func:`kdcore.train.trainer.train_phase`:
 
-* the step is the trainer's step, per student: the same batch (one ``BatchSource``, one order
-  generator seeded ``seed + 12345``), the same dropout masks (``torch.manual_seed(seed + 777)``
-  and ``vmap(randomness="same")``: each random op draws once, as an unstacked student draws on the
-  same RNG stream), each student's own loss modules, weighting and temperature schedule called on
-  its slice of the stacked output exactly as ``train_phase`` calls them;
+* the step is the trainer's step, per student: the same batch (its stream's ``BatchSource`` and
+  order generator seeded ``seed + 12345``), the same dropout masks (one stream: ``torch.manual_seed(seed
+  + 777)`` and ``vmap(randomness="same")``, each random op drawing once, as an unstacked student
+  draws on the same RNG stream; several streams: each stream's masks drawn from a generator seeded
+  ``seed + 777``, as ``F.dropout`` draws them), each student's own loss modules, weighting and
+  temperature schedule called on its slice of the stacked output exactly as ``train_phase`` calls them;
 * the gradient of Σ_i L_i with respect to student i's slice is ∂L_i/∂θ_i (the students share no
   parameters), and Adam / AdamW / SGD-momentum, weight decay and the cosine LR schedule act
   element-wise with one step count, so one optimiser over stacked tensors is N optimisers;
 * validation every epoch, best-on-validation weights and the test accuracy of those weights are
-  per student (the test evaluation runs the student's own ``nn.Module``).
+  per student (on its own data; the test evaluation runs the student's own ``nn.Module``).
 
 The numbers agree to float rounding (vmapped kernels sum in a different order), which
 ``tests/test_stacked.py`` checks against sequential training.
 
 :func:`stack_reason` says why a group cannot be stacked (learnable loss or strategy parameters,
-phase callbacks, resume, ``torch.compile``, bf16, torchrun, different rows / seeds / epochs / initial
-weights, a recurrent layer without a batchable twin); :func:`train_group` then trains the
-phases one at a time with ``train_phase`` and reports the reason in ``PhaseStarted.stacked``.
+phase callbacks, resume, ``torch.compile``, bf16, torchrun, different epochs / architectures /
+layer settings, streams with different numbers of steps or split sizes, random ops other than the
+dropout before the classifier on several streams, a recurrent layer without a batchable twin);
+:func:`train_group` then trains the phases one at a time with ``train_phase`` and reports the
+reason in ``PhaseStarted.stacked``.
 """
 
 from __future__ import annotations
