@@ -195,6 +195,29 @@ def test_masked_dropout_is_f_dropout_for_the_same_random_numbers():
     assert torch.equal(drop.eval()(x), x)
 
 
+def test_padded_embedding_keeps_the_padding_row_frozen_under_vmap_over_batched_ids():
+    """torch 2.14: vmap of F.embedding(padding_idx=0) over batched weights and batched token ids
+    gives the padding row a gradient for every member but the first; PaddedEmbedding does not,
+    and looks up the same values as nn.Embedding."""
+    import torch.nn.functional as F
+    from torch.func import functional_call, stack_module_state, vmap
+    from kdcore.models.stackable import PaddedEmbedding
+
+    torch.manual_seed(0)
+    embs = [nn.Embedding(10, 4, padding_idx=0) for _ in range(3)]
+    ids = torch.randint(0, 10, (3, 32))
+    ids[:, 0] = 0
+    w = torch.stack([e.weight.detach() for e in embs]).requires_grad_(True)
+    vmap(lambda w, i: F.embedding(i, w, padding_idx=0))(w, ids).sum().backward()
+    assert w.grad[0, 0].abs().sum() == 0 and w.grad[1:, 0].abs().sum() > 0  # the torch behaviour worked around
+    twins = [PaddedEmbedding(e) for e in embs]
+    params, _ = stack_module_state(twins)
+    out = vmap(lambda p, i: functional_call(twins[0], p, (i,)))(params, ids)
+    assert all(torch.equal(out[k], embs[k](ids[k])) for k in range(3))
+    out.sum().backward()
+    assert params["weight"].grad[:, 0].abs().sum() == 0 and params["weight"].grad[:, 1:].abs().sum() > 0
+
+
 @pytest.mark.parametrize("with_baseline", [False, True])
 def test_students_of_different_seeds_stack_and_equal_training_each_alone(with_baseline):
     """Students of seeds 0, 1, 2 (each seed its own data split, teacher, initial weights, data order
