@@ -361,3 +361,14 @@ def test_cli_seed_by_seed_stacks_one_seed_at_a_time(capsys):
     notes = json.loads(capsys.readouterr().out)["stacked"]
     assert [n.split(":")[0] for n in notes if "students:" in n] == ["seed 0, students", "seed 1, students"]
     assert not any("teachers" in n for n in notes)
+
+
+def test_seeds_together_in_rounds_that_keep_few_experiments_alive(monkeypatch):
+    """With more grid points × seeds than MAX_ROWS_TOGETHER, the seeds stack in rounds."""
+    import kdcore.pipeline.grid as grid
+
+    monkeypatch.setattr(grid, "MAX_ROWS_TOGETHER", 2)
+    spec = load_preset("digits-av").with_overrides(FAST)
+    g = run_grid(spec, {"distill.temperature": [2.0, 4.0]}, seeds=2, stack=True)
+    assert [n.split(":")[0] for n in g.stacked if "students:" in n] == ["seed 0, students", "seed 1, students"]
+    assert len(g.rows) == 4

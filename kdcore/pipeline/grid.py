@@ -50,6 +50,7 @@ TEACHER_FREE = (*KD_ONLY, "student.", "train.student_epochs", "data.regime.label
                 "data.regime.labels_per_class", "data.regime.transfer", "data.regime.omit_classes",
                 "data.regime.omitted_in_transfer")
 MAX_AXES = 2
+MAX_ROWS_TOGETHER = 64  # stack_seeds: the most grid point × seed experiments set up and trained at once
 
 
 def shared_phases(fields: list[str]) -> tuple[str, ...]:
@@ -399,7 +400,10 @@ def _train_rows(result: GridResult, base: ExperimentSpec, cache: dict[str, Any],
     seed, or every seed at once when the students of all seeds train stacked (``stack_seeds``);
     returns early when a run stops, raises ``StopRequested`` when stopped mid-group."""
     points = result.points()
-    rounds = [list(range(result.seeds))] if (stack and stack_seeds) else [[s] for s in range(result.seeds)]
+    # seeds together: as many seeds per round as keep ≤ MAX_ROWS_TOGETHER experiments (each with its own
+    # data and models) alive at once
+    per_round = max(1, MAX_ROWS_TOGETHER // len(points)) if (stack and stack_seeds) else 1
+    rounds = [list(range(s, min(result.seeds, s + per_round))) for s in range(0, result.seeds, per_round)]
     for seeds in rounds:
         todo: dict[int, list[dict[str, Any]]] = {}
         for seed in seeds:
