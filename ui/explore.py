@@ -524,7 +524,7 @@ def render() -> None:
                    f"runs, are taken from `{default_root() / 'sweeps'}`.")
     together = st.checkbox(
         "Train all seeds together", key="ex-together", value=False,
-        help="Every seed's teachers, baselines and KD students train as a few stacked models instead of seed "
+        help="The teachers, baselines and KD students of every seed train as a few stacked models instead of seed "
              "by seed: the same numbers, in about half the time on the default preset (measured by "
              "`python -m kdcore bench --sweep`), but the chart fills in only at the end.")
     if st.button("▶ Run the sweep", type="primary", key="ex-run", disabled=bool(errors)):
